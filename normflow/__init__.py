@@ -1,0 +1,29 @@
+"""normflow: a JAX lab for how optimizer dynamics write the training signal into the norms of
+scale-invariant (cosine) embeddings. See THEORY.md (in the project's shared folder) and the README.
+
+Time convention, everywhere: continuous time ``t = η · step``.
+"""
+
+from importlib import metadata as _metadata
+
+from . import losses, models, optimizers, tasks, trajectory
+from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
+from .losses import LOSSES, get_loss, info_nce, siglip, symmetric_info_nce
+from .models import ConceptMLP, DualEncoder, EmbeddingTable
+from .optimizers import OPTIMIZERS, Hyper, make_optimizer, project_radial
+from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
+from .train import default_model, full_batch, simulate, train
+from .trajectory import Trajectory, log_steps
+
+try:
+    __version__ = _metadata.version("normflow")
+except _metadata.PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "ConceptMLP", "DualEncoder", "EmbeddingTable", "FlatTask", "HierarchicalTask", "Hyper",
+    "LOSSES", "OPTIMIZERS", "Trajectory", "default_model", "full_batch", "get_loss", "gradient_flow",
+    "gradient_flow_solution", "info_nce", "log_steps", "log_times", "losses", "make_optimizer", "models",
+    "modified_flow", "optimizers", "project_radial", "sde_flow", "siglip", "simulate", "symmetric_info_nce",
+    "tasks", "train", "trajectory", "zipf_weights", "__version__",
+]

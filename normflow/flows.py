@@ -1,0 +1,278 @@
+"""Continuous-time engines with Diffrax (THEORY §3, §4, §5).
+
+Time convention: ``t = η · step``, so a flow integrated to ``t1`` corresponds to ``t1/η``
+steps of an optimizer with learning rate ``η``.
+
+- :func:`gradient_flow`: ``dθ/dt = -∇L(θ) - λθ`` on a fixed sample set (THEORY §3).
+- :func:`modified_flow`: GD's modified flow ``dx/dt = -∇L + (η/2)(|∇_x L|²/R²) x - λx`` per
+  concept (THEORY §4), free table only.
+- :func:`sde_flow`: SGD as an Itô SDE, ``dθ = -(ḡ + λθ) dt + √η Σ^{1/2} dW`` (THEORY §5), with
+  ``Σ`` the covariance of the gradient over a pool of K minibatches (state dependent, rank K).
+
+All return a :class:`~normflow.trajectory.Trajectory` with ``steps=None``; its ``radial``,
+``angular`` and ``update_sq`` hold the continuous ``u = -(dx/dt) - λx`` at the saved states
+(for the SDE: of the drift only).
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .losses import get_loss
+from .models import EmbeddingTable
+from .train import default_model, full_batch
+from .trajectory import Trajectory
+
+__all__ = ["gradient_flow", "gradient_flow_solution", "modified_flow", "sde_flow", "log_times"]
+
+
+def log_times(t1: float, num: int = 64, t_min: float | None = None) -> np.ndarray:
+    """``0`` followed by ``num-1`` log-spaced times up to ``t1`` (first at ``t_min``, default ``t1·1e-3``)."""
+    if not t1 > 0:
+        raise ValueError(f"t1 must be > 0, got {t1}")
+    t_min = t1 * 1e-3 if t_min is None else t_min
+    return np.concatenate([[0.0], np.geomspace(t_min, t1, num - 1)])
+
+
+def _setup(task, key, model, loss, n_samples):
+    k_model, k_data = jax.random.split(key)
+    if model is None:
+        model = default_model(task, k_model)
+    data = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_samples)
+    loss_fn = get_loss(loss)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss_of(p, batch):
+        m = eqx.combine(p, static)
+        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
+
+    def concepts_of(p):
+        return eqx.combine(p, static).concept_embeddings()
+
+    return model, data, params, loss_of, concepts_of
+
+
+def _record(ts, ys, velocity, concepts_of, loss_at, weight_decay) -> Trajectory:
+    """Per-concept norms and the continuous u = -(dx/dt) - λx at each saved state."""
+
+    def one(p):
+        x, dx = jax.jvp(concepts_of, (p,), (velocity(p),))
+        u = -dx - weight_decay * x
+        r = jnp.sqrt(jnp.sum(x * x, axis=-1))
+        u_r = jnp.sum(u * x, axis=-1) / r
+        u_sq = jnp.sum(u * u, axis=-1)
+        return r, u_r, jnp.sqrt(jnp.maximum(u_sq - u_r**2, 0.0)), u_sq, loss_at(p)
+
+    r, u_r, ang, u_sq, loss = jax.lax.map(one, ys)
+    bad = ~jnp.isfinite(r)
+    any_bad = jnp.any(bad)
+    first_save = jnp.argmax(jnp.any(bad, axis=1))
+    return Trajectory(
+        steps=None, times=jnp.asarray(ts, r.dtype), norms=r, radial=u_r, angular=ang, update_sq=u_sq, loss=loss,
+        diverged_step=jnp.where(any_bad, first_save, -1).astype(jnp.int32),
+        diverged_concept=jnp.where(any_bad, jnp.argmax(bad[first_save]), -1).astype(jnp.int32),
+    )
+
+
+def _solve_ode(velocity, params, ts, rtol, atol, max_steps, solver):
+    term = diffrax.ODETerm(lambda t, y, args: velocity(y))
+    sol = diffrax.diffeqsolve(
+        term, solver, t0=ts[0], t1=ts[-1], dt0=None, y0=params,
+        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+    )
+    return sol
+
+
+def gradient_flow(
+    task,
+    t1: float,
+    *,
+    key: PRNGKeyArray,
+    model=None,
+    loss="info_nce",
+    weight_decay: float = 0.0,
+    n_samples: int = 512,
+    ts=None,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 100_000,
+    solver: diffrax.AbstractSolver | None = None,
+) -> Trajectory:
+    """Full-batch gradient flow ``dθ/dt = -∇L(θ) - λθ`` (THEORY §3), adaptive Diffrax solve.
+
+    For the free table ``∇L ⊥ x`` row by row, so ``R(t) = R₀ e^{-λt}`` exactly: the solve
+    conserves each norm (λ=0) to the solver's tolerance. The data are the fixed set of
+    ``n_samples`` samples that ``train(..., "gd", n_full=n_samples)`` uses for the same key,
+    and the initial model is the same too.
+
+    ``ts``: save times (default :func:`log_times`); ``solver`` default ``Tsit5``. Use
+    :func:`gradient_flow_solution` to also get the raw Diffrax solution (solver statistics).
+    """
+    return _gradient_flow(task, t1, key, model, loss, weight_decay, n_samples, ts, rtol, atol, max_steps, solver)[0]
+
+
+def gradient_flow_solution(task, t1, *, key, model=None, loss="info_nce", weight_decay=0.0, n_samples=512, ts=None,
+                           rtol=1e-6, atol=1e-8, max_steps=100_000, solver=None):
+    """Like :func:`gradient_flow` but returns ``(trajectory, diffrax_solution)`` (for solver stats)."""
+    return _gradient_flow(task, t1, key, model, loss, weight_decay, n_samples, ts, rtol, atol, max_steps, solver)
+
+
+def _gradient_flow(task, t1, key, model, loss, weight_decay, n_samples, ts, rtol, atol, max_steps, solver):
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    model, data, params, loss_of, concepts_of = _setup(task, key, model, loss, n_samples)
+    ts = log_times(t1) if ts is None else np.asarray(ts, dtype=float)
+    lam = weight_decay
+
+    def velocity(p):
+        g = jax.grad(loss_of)(p, data)
+        return jax.tree_util.tree_map(lambda gi, pi: -gi - lam * pi, g, p)
+
+    solver = diffrax.Tsit5() if solver is None else solver
+    sol = eqx.filter_jit(_solve_ode)(velocity, params, ts, rtol, atol, max_steps, solver)
+    traj = eqx.filter_jit(_record)(ts, sol.ys, velocity, concepts_of, lambda p: loss_of(p, data), lam)
+    return traj, sol
+
+
+def modified_flow(
+    task,
+    lr: float,
+    t1: float,
+    *,
+    key: PRNGKeyArray,
+    model=None,
+    loss="info_nce",
+    weight_decay: float = 0.0,
+    n_samples: int = 512,
+    ts=None,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 100_000,
+) -> Trajectory:
+    """GD's modified flow (THEORY §4): per concept row ``x``,
+
+        dx/dt = -∇ₓL + (η/2) (|∇ₓL|² / R²) x - λx,
+
+    which gives ``dR²/dt = η|∇ₓL|² - 2λR²`` (GD: ``R'² = R² + η²|g|²`` per step of length
+    ``η``) and, since ``|∇ₓL| ∝ 1/R``, slows the angular motion as R grows. It matches GD to
+    ``O(η²)`` while the angular step ``ε = η|s|/R²`` is small. Free table only. With decay the
+    ``O(ηλ²)`` term of ``(1-ηλ)²`` is dropped.
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    model, data, params, loss_of, concepts_of = _setup(task, key, model, loss, n_samples)
+    if not isinstance(model, EmbeddingTable):
+        raise ValueError(f"modified_flow needs the free EmbeddingTable, got {type(model).__name__}")
+    ts = log_times(t1) if ts is None else np.asarray(ts, dtype=float)
+    lam = weight_decay
+
+    def velocity(p):
+        g = jax.grad(loss_of)(p, data)
+        x, gx = p.weight, g.weight
+        coef = 0.5 * lr * jnp.sum(gx * gx, axis=-1, keepdims=True) / jnp.sum(x * x, axis=-1, keepdims=True)
+        return eqx.tree_at(lambda m: m.weight, p, -gx + coef * x - lam * x)
+
+    sol = eqx.filter_jit(_solve_ode)(velocity, params, ts, rtol, atol, max_steps, diffrax.Tsit5())
+    return eqx.filter_jit(_record)(ts, sol.ys, velocity, concepts_of, lambda p: loss_of(p, data), lam)
+
+
+def sde_flow(
+    task,
+    lr: float,
+    t1: float,
+    *,
+    key: PRNGKeyArray,
+    model=None,
+    loss="info_nce",
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    pool: int = 32,
+    dt: float | None = None,
+    ts=None,
+    modified_drift: bool = True,
+) -> Trajectory:
+    """SGD as an Itô SDE (THEORY §5), solved by Euler–Maruyama on a ``VirtualBrownianTree``.
+
+    The "data distribution" is a fixed pool of ``pool`` minibatches of ``batch_size`` samples.
+    With ``g_k`` the gradient on minibatch k and ``ḡ`` their mean,
+
+        dθ = -(ḡ + λθ) dt [+ (η/2)(|ḡ_x|²/R²) x dt]  +  √(η/K) [g_1-ḡ, …, g_K-ḡ] dW,   dW ∈ R^K,
+
+    so the diffusion's covariance is ``η Σ`` with ``Σ`` the pool covariance of the gradient —
+    SGD that picks one pool minibatch per step has exactly this mean and covariance. Itô's
+    correction then gives ``dR²/dt = η tr Σ_x`` per concept (THEORY §5's ``ηV²/R²``); the
+    optional modified drift (THEORY §4, free table) adds the mean part ``η|ḡ_x|²`` so that
+    ``dR²/dt = η W²/R²`` as in §5. ``dt`` defaults to ``lr`` (one SGD step per solver step).
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    k_model, k_pool, k_bm = jax.random.split(key, 3)
+    if model is None:
+        model = default_model(task, k_model)
+    loss_fn = get_loss(loss)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    pool_batches = jax.vmap(lambda k: task.sample(k, batch_size))(jax.random.split(k_pool, pool))
+    flat0, unravel = ravel_pytree(params)
+    lam = weight_decay
+    use_mod = modified_drift and isinstance(model, EmbeddingTable)
+
+    def loss_of(p, batch):
+        m = eqx.combine(p, static)
+        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
+
+    def pool_grads(flat):
+        p = unravel(flat)
+        gs = jax.vmap(lambda b: ravel_pytree(jax.grad(loss_of)(p, b))[0])(pool_batches)
+        return gs  # [K, P]
+
+    def drift_flat(flat):
+        gbar = jnp.mean(pool_grads(flat), axis=0)
+        v = -gbar - lam * flat
+        if use_mod:
+            n, d = params.weight.shape
+            x = flat.reshape(n, d)
+            gx = gbar.reshape(n, d)
+            coef = 0.5 * lr * jnp.sum(gx * gx, -1, keepdims=True) / jnp.sum(x * x, -1, keepdims=True)
+            v = v + (coef * x).reshape(-1)
+        return v
+
+    def diffusion_flat(flat):
+        gs = pool_grads(flat)
+        return jnp.sqrt(lr / pool) * (gs - jnp.mean(gs, axis=0)).T  # [P, K]
+
+    dt = lr if dt is None else dt
+    ts = log_times(t1, t_min=max(dt, t1 * 1e-3)) if ts is None else np.asarray(ts, dtype=float)
+    bm = diffrax.VirtualBrownianTree(0.0, float(ts[-1]), tol=dt / 8, shape=jax.ShapeDtypeStruct((pool,), flat0.dtype), key=k_bm)
+    terms = diffrax.MultiTerm(
+        diffrax.ODETerm(lambda t, y, a: drift_flat(y)),
+        diffrax.ControlTerm(lambda t, y, a: diffusion_flat(y), bm),
+    )
+
+    @eqx.filter_jit
+    def solve(y0):
+        return diffrax.diffeqsolve(
+            terms, diffrax.Euler(), t0=0.0, t1=float(ts[-1]), dt0=dt, y0=y0,
+            saveat=diffrax.SaveAt(ts=jnp.asarray(ts)), max_steps=int(np.ceil(ts[-1] / dt)) + 10,
+        )
+
+    sol = solve(flat0)
+    ys = jax.vmap(unravel)(sol.ys)
+
+    def velocity(p):
+        return unravel(drift_flat(ravel_pytree(p)[0]))
+
+    def concepts_of(p):
+        return eqx.combine(p, static).concept_embeddings()
+
+    def pool_loss(p):
+        return jnp.mean(jax.vmap(lambda b: loss_of(p, b))(pool_batches))
+
+    return eqx.filter_jit(_record)(ts, ys, velocity, concepts_of, pool_loss, lam)

@@ -1,0 +1,232 @@
+"""Synthetic contrastive tasks whose ground truth (specificity, frequency, spread) is known.
+
+A task is an ``eqx.Module`` holding arrays only, so it can be closed over or passed into
+``jit``/``vmap``. ``task.sample(key, batch_size)`` draws a :class:`Batch` of concept ids and
+unit-norm context vectors; it is deterministic given the key.
+
+Sampling model (shared by every task): each of the ``batch_size`` slots draws a concept id
+i.i.d. from the categorical distribution ``weights``; concept ``i`` then draws a context.
+The probability that concept ``i`` is in a batch (and so receives a gradient in a step,
+THEORY §1's ``p_i``) is ``frequency_i = 1 - (1 - weights_i)^batch_size``; use
+:meth:`frequency` with the batch size of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+__all__ = ["Batch", "HierarchicalTask", "FlatTask", "zipf_weights"]
+
+
+class Batch(eqx.Module):
+    """A minibatch: ``concepts`` int[B] and unit-norm ``contexts`` float[B, dim]."""
+
+    concepts: Int[Array, " B"]
+    contexts: Float[Array, "B dim"]
+
+
+def _normalize(v: Float[Array, "... d"]) -> Float[Array, "... d"]:
+    return v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True))
+
+
+def zipf_weights(n: int, exponent: float, dtype=jnp.float32) -> Float[Array, " n"]:
+    """Sampling weights ``w_r ∝ r^{-exponent}`` for ranks r = 1..n (exponent 0 = uniform)."""
+    if exponent < 0:
+        raise ValueError(f"zipf exponent must be >= 0, got {exponent}")
+    r = np.arange(1, n + 1, dtype=np.float64)
+    w = r ** (-float(exponent))
+    return jnp.asarray(w / w.sum(), dtype=dtype)
+
+
+class _Task(eqx.Module):
+    """Shared sampling: concept ids from ``weights``, a context from the concept's leaves."""
+
+    weights: Float[Array, " N"]
+    leaf_centers: Float[Array, "L dim"]
+    leaf_lo: Int[Array, " N"]
+    leaf_count: Int[Array, " N"]
+    context_noise: float = eqx.field(static=True)
+    temperature: float = eqx.field(static=True)
+    # (no defaults: every field is set by the subclass __init__)
+
+    @property
+    def num_concepts(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.leaf_centers.shape[1]
+
+    @property
+    def dtype(self):
+        return self.leaf_centers.dtype
+
+    def frequency(self, batch_size: int) -> Float[Array, " N"]:
+        """``p_i``: probability that concept i appears at least once in a batch (THEORY §1)."""
+        return 1.0 - (1.0 - self.weights) ** batch_size
+
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
+        """Draw ``batch_size`` (concept, context) pairs; deterministic given ``key``."""
+        k_c, k_leaf, k_noise = jax.random.split(key, 3)
+        logits = jnp.log(self.weights)
+        concepts = jax.random.categorical(k_c, logits, shape=(batch_size,))
+        u = jax.random.uniform(k_leaf, (batch_size,), dtype=self.dtype)
+        count = self.leaf_count[concepts]
+        offset = jnp.minimum(jnp.floor(u * count).astype(jnp.int32), count - 1)
+        leaf = self.leaf_lo[concepts] + offset
+        noise = jax.random.normal(k_noise, (batch_size, self.dim), dtype=self.dtype)
+        ctx = self.leaf_centers[leaf] + self.context_noise * noise / math.sqrt(self.dim)
+        return Batch(concepts=concepts, contexts=_normalize(ctx))
+
+    def context_mean(self) -> Float[Array, "N dim"]:
+        """Mean direction of each concept's leaves (noise-free context mean, not normalised)."""
+        cs = jnp.cumsum(
+            jnp.concatenate([jnp.zeros((1, self.dim), self.dtype), self.leaf_centers]), axis=0
+        )
+        total = cs[self.leaf_lo + self.leaf_count] - cs[self.leaf_lo]
+        return total / self.leaf_count[:, None].astype(self.dtype)
+
+
+class HierarchicalTask(_Task):
+    """A concept tree: level 0 = most generic (``branching`` roots) … ``depth-1`` = leaves.
+
+    Directions are generated top-down: a level-0 node is a random unit vector; a child is
+    ``normalize(parent + level_spread[l] * g)`` with ``g ~ N(0, I/dim)``. A context of a concept
+    is drawn uniformly from the leaves below it, plus ``context_noise * g``, normalised, so a
+    generic concept has spread-out contexts and a specific one narrow contexts.
+
+    Concepts are numbered level by level (all of level 0, then level 1, …), and leaves in
+    depth-first order so that each concept's leaves are contiguous.
+
+    Per-concept arrays: ``depth`` (level), ``spread`` (``1 - |mean leaf direction|²``, the
+    noise-free context dispersion: 0 for a leaf, larger for generic concepts), ``weights``
+    (sampling weights; ``frequency(batch_size)`` gives p), ``num_concepts``.
+    """
+
+    depth: Int[Array, " N"]
+    spread: Float[Array, " N"]
+
+    def __init__(
+        self,
+        depth: int = 3,
+        branching: int = 4,
+        dim: int = 32,
+        *,
+        key: PRNGKeyArray,
+        level_spread: float | tuple[float, ...] = 0.8,
+        context_noise: float = 0.3,
+        frequency: Literal["uniform", "zipf"] = "uniform",
+        zipf_exponent: float = 1.0,
+        temperature: float = 0.1,
+        dtype=jnp.float32,
+    ):
+        if depth < 1 or branching < 1 or dim < 2:
+            raise ValueError(f"need depth >= 1, branching >= 1, dim >= 2; got {depth}, {branching}, {dim}")
+        if isinstance(level_spread, (int, float)):
+            level_spread = (float(level_spread),) * depth
+        if len(level_spread) != depth:
+            raise ValueError(f"level_spread needs {depth} entries, got {len(level_spread)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        keys = jax.random.split(key, depth + 1)
+        # Level sizes and directions, top-down.
+        dirs = [_normalize(jax.random.normal(keys[0], (branching, dim), dtype=dtype))]
+        for lvl in range(1, depth):
+            parent = jnp.repeat(dirs[-1], branching, axis=0)
+            g = jax.random.normal(keys[lvl], parent.shape, dtype=dtype) / math.sqrt(dim)
+            dirs.append(_normalize(parent + level_spread[lvl] * g))
+        n_leaves = branching**depth
+        sizes = [branching ** (lvl + 1) for lvl in range(depth)]
+        # Node j at level l covers leaves [j * b^(depth-1-l), (j+1) * b^(depth-1-l)).
+        lo, cnt, lv = [], [], []
+        for lvl, n in enumerate(sizes):
+            span = branching ** (depth - 1 - lvl)
+            lo.append(np.arange(n) * span)
+            cnt.append(np.full(n, span))
+            lv.append(np.full(n, lvl))
+        n_concepts = sum(sizes)
+        self.leaf_centers = dirs[-1]
+        self.leaf_lo = jnp.asarray(np.concatenate(lo), dtype=jnp.int32)
+        self.leaf_count = jnp.asarray(np.concatenate(cnt), dtype=jnp.int32)
+        self.depth = jnp.asarray(np.concatenate(lv), dtype=jnp.int32)
+        self.context_noise = float(context_noise)
+        self.temperature = float(temperature)
+        if frequency == "uniform":
+            w = zipf_weights(n_concepts, 0.0, dtype)
+        elif frequency == "zipf":
+            # Zipf over a random ranking of the concepts (frequency independent of depth).
+            perm = jax.random.permutation(keys[depth], n_concepts)
+            w = zipf_weights(n_concepts, zipf_exponent, dtype)[jnp.argsort(perm)]
+        else:
+            raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
+        self.weights = w
+        mean = self.context_mean()
+        self.spread = 1.0 - jnp.sum(mean * mean, axis=-1)
+        assert n_leaves == self.leaf_centers.shape[0]
+
+    @property
+    def num_levels(self) -> int:
+        return int(np.max(np.asarray(self.depth))) + 1
+
+
+class FlatTask(_Task):
+    """Concepts with a continuous specificity knob: each concept owns ``leaves_per_concept``
+    context directions spread around its own centre with a per-concept ``spread_scale`` drawn
+    uniformly from ``spread_range``; a bigger scale = a more generic concept.
+
+    ``spread`` is ``1 - |mean leaf direction|²`` as for :class:`HierarchicalTask`; ``depth`` is
+    absent (use ``spread`` or ``spread_scale`` as the regressor).
+    """
+
+    spread: Float[Array, " N"]
+    spread_scale: Float[Array, " N"]
+
+    def __init__(
+        self,
+        num_concepts: int = 64,
+        dim: int = 32,
+        *,
+        key: PRNGKeyArray,
+        spread_range: tuple[float, float] = (0.1, 2.0),
+        leaves_per_concept: int = 16,
+        context_noise: float = 0.1,
+        frequency: Literal["uniform", "zipf"] = "uniform",
+        zipf_exponent: float = 1.0,
+        temperature: float = 0.1,
+        dtype=jnp.float32,
+    ):
+        if num_concepts < 1 or dim < 2 or leaves_per_concept < 1:
+            raise ValueError(
+                f"need num_concepts >= 1, dim >= 2, leaves_per_concept >= 1; got "
+                f"{num_concepts}, {dim}, {leaves_per_concept}"
+            )
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        k_c, k_s, k_l, k_p = jax.random.split(key, 4)
+        centers = _normalize(jax.random.normal(k_c, (num_concepts, dim), dtype=dtype))
+        lo_s, hi_s = spread_range
+        scale = jax.random.uniform(k_s, (num_concepts,), dtype=dtype, minval=lo_s, maxval=hi_s)
+        g = jax.random.normal(k_l, (num_concepts, leaves_per_concept, dim), dtype=dtype)
+        leaves = _normalize(centers[:, None, :] + scale[:, None, None] * g / math.sqrt(dim))
+        self.leaf_centers = leaves.reshape(num_concepts * leaves_per_concept, dim)
+        self.leaf_lo = jnp.arange(num_concepts, dtype=jnp.int32) * leaves_per_concept
+        self.leaf_count = jnp.full((num_concepts,), leaves_per_concept, dtype=jnp.int32)
+        self.context_noise = float(context_noise)
+        self.temperature = float(temperature)
+        if frequency == "uniform":
+            self.weights = zipf_weights(num_concepts, 0.0, dtype)
+        elif frequency == "zipf":
+            perm = jax.random.permutation(k_p, num_concepts)
+            self.weights = zipf_weights(num_concepts, zipf_exponent, dtype)[jnp.argsort(perm)]
+        else:
+            raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
+        self.spread_scale = scale
+        mean = self.context_mean()
+        self.spread = 1.0 - jnp.sum(mean * mean, axis=-1)

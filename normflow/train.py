@@ -1,0 +1,289 @@
+"""Discrete training (THEORY §2, §4–§8): one compiled ``lax.scan`` over the recorded steps.
+
+Between two recorded steps the plain step runs in a ``lax.fori_loop``; at a recorded step one
+extra step also measures THEORY §2's terms (see :mod:`normflow.trajectory`). Nothing leaves
+the device between recorded steps, and memory is ``O(saves × concepts)``, not ``O(steps)``.
+
+Minibatch ``k`` (0-based step index) is drawn with ``jax.random.fold_in(data_key, k)``, so a
+run is deterministic given its key and does not depend on how the scan is chunked.
+
+Divergence: a step whose loss or new parameters are not finite is not applied; the first such
+step is kept in ``diverged_step`` (else -1) with the first non-finite concept in
+``diverged_concept``, and the parameters stay frozen from then on (so the record up to the
+divergence is intact).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .losses import get_loss
+from .models import EmbeddingTable
+from .optimizers import Hyper, check_optimizer_args, make_optimizer
+from .tasks import Batch
+from .trajectory import Trajectory, normalize_save_steps
+
+__all__ = ["train", "simulate", "default_model", "full_batch", "TrainState", "init_state", "run_chunk"]
+
+
+def default_model(task, key: PRNGKeyArray, init_norm: float = 1.0) -> EmbeddingTable:
+    """The free table (THEORY §2–8) with rows of norm ``init_norm``, in the task's dtype."""
+    return EmbeddingTable(task.num_concepts, task.dim, key=key, init_norm=init_norm, dtype=task.dtype)
+
+
+def full_batch(task, key: PRNGKeyArray, n_samples: int) -> Batch:
+    """The fixed sample set used by ``gd`` and by the flows (the "full batch")."""
+    return task.sample(key, n_samples)
+
+
+def _split_keys(key):
+    k_model, k_data = jax.random.split(key)
+    return k_model, k_data
+
+
+def _tree_all_finite(tree) -> Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _tree_select(pred, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+class TrainState(eqx.Module):
+    """The scan carry: parameters, optimizer state, first bad step / concept."""
+
+    params: object
+    opt_state: object
+    bad_step: Int[Array, ""]
+    bad_concept: Int[Array, ""]
+
+
+def init_state(model, optimizer: str, hyper: Hyper) -> TrainState:
+    params, _ = eqx.partition(model, eqx.is_inexact_array)
+    opt = make_optimizer(optimizer, hyper)
+    return TrainState(params, opt.init(params), jnp.array(-1, jnp.int32), jnp.array(-1, jnp.int32))
+
+
+def run_chunk(
+    state: TrainState,
+    record_at: Int[Array, " C"],
+    n_plain: Int[Array, " C"],
+    active: Array,
+    *,
+    static,
+    task,
+    optimizer: str,
+    hyper: Hyper,
+    data_key: PRNGKeyArray,
+    batch_size: int,
+    loss_fn: Callable,
+    fixed_batch: Batch | None,
+):
+    """Advance ``state`` through a chunk of recorded steps (pure; jit/vmap-able).
+
+    For each entry c: run ``n_plain[c]`` plain steps, then the step with index
+    ``record_at[c]`` while measuring THEORY §2's terms. Inactive entries (padding) do nothing.
+    Returns the new state and per-entry records ``(norms, radial, angular, update_sq, loss)``.
+    """
+    opt = make_optimizer(optimizer, hyper)
+    lr, wd = hyper.lr, hyper.weight_decay
+    temperature = task.temperature
+
+    def loss_of(params, batch):
+        m = eqx.combine(params, static)
+        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), temperature)
+
+    def concepts_of(params):
+        return eqx.combine(params, static).concept_embeddings()
+
+    def step(st: TrainState, k):
+        batch = fixed_batch if fixed_batch is not None else task.sample(jax.random.fold_in(data_key, k), batch_size)
+        loss, g = jax.value_and_grad(loss_of)(st.params, batch)
+        updates, new_opt = opt.update(g, st.opt_state, st.params)
+        new_params = optax.apply_updates(st.params, updates)
+        ok = jnp.isfinite(loss) & _tree_all_finite(new_params)
+        first_bad = (st.bad_step < 0) & ~ok
+        keep = ok & (st.bad_step < 0)
+
+        def which_concept():
+            r = jnp.sum(concepts_of(new_params) ** 2, axis=-1)
+            bad = ~jnp.isfinite(r)
+            return jnp.where(jnp.any(bad), jnp.argmax(bad), -1).astype(jnp.int32)
+
+        concept = jax.lax.cond(first_bad, which_concept, lambda: jnp.array(-1, jnp.int32))
+        new = TrainState(
+            _tree_select(keep, new_params, st.params),
+            _tree_select(keep, new_opt, st.opt_state),
+            jnp.where(first_bad, k.astype(jnp.int32), st.bad_step),
+            jnp.where(first_bad, concept, st.bad_concept),
+        )
+        return new, loss
+
+    def record(st: TrainState, k):
+        x0 = concepts_of(st.params)
+        new, loss = step(st, k)
+        x1 = concepts_of(new.params)
+        u = ((1.0 - lr * wd) * x0 - x1) / lr
+        r0 = jnp.sqrt(jnp.sum(x0 * x0, axis=-1))
+        u_r = jnp.sum(u * x0, axis=-1) / r0
+        u_sq = jnp.sum(u * u, axis=-1)
+        ang = jnp.sqrt(jnp.maximum(u_sq - u_r**2, 0.0))
+        norms = jnp.sqrt(jnp.sum(x1 * x1, axis=-1))
+        return new, (norms, u_r, ang, u_sq, loss)
+
+    def body(st, xs):
+        k_rec, n, act = xs
+        start = k_rec - n
+        st = jax.lax.fori_loop(0, n, lambda i, s: step(s, start + i)[0], st)
+        return jax.lax.cond(act, record, _skip_record(concepts_of), st, k_rec)
+
+    return jax.lax.scan(body, state, (record_at, n_plain, active))
+
+
+def _skip_record(concepts_of):
+    def skip(st, k):
+        x = concepts_of(st.params)
+        z = jnp.zeros(x.shape[0], x.dtype)
+        return st, (z, z, z, z, jnp.zeros((), x.dtype))
+
+    return skip
+
+
+def simulate(
+    model,
+    task,
+    optimizer: str,
+    hyper: Hyper,
+    key: PRNGKeyArray,
+    *,
+    steps: int,
+    save_steps: np.ndarray,
+    batch_size: int,
+    loss_fn: Callable,
+    fixed_batch: Batch | None = None,
+) -> Trajectory:
+    """Pure core of :func:`train` (jit- and vmap-able over ``model``, ``hyper`` and ``key``).
+
+    ``save_steps`` must already be normalised (sorted, starting at 0, ending at ``steps``).
+    """
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    state = init_state(model, optimizer, hyper)
+    s = np.asarray(save_steps)
+    record_at = jnp.asarray(s[1:] - 1, jnp.int32)
+    n_plain = jnp.asarray(np.diff(s) - 1, jnp.int32)
+    active = jnp.ones(len(s) - 1, bool)
+    x0 = model.concept_embeddings()
+    state, (norms, rad, ang, usq, loss) = run_chunk(
+        state, record_at, n_plain, active, static=static, task=task, optimizer=optimizer, hyper=hyper,
+        data_key=key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed_batch,
+    )
+    return _assemble(s, hyper.lr, x0, norms, rad, ang, usq, loss, state)
+
+
+def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state) -> Trajectory:
+    n0 = jnp.sqrt(jnp.sum(x0 * x0, axis=-1))[None]
+    z = jnp.zeros_like(n0)
+    cat = lambda a, b: jnp.concatenate([a, b], axis=0)
+    steps = jnp.asarray(s, jnp.int32)
+    return Trajectory(
+        steps=steps,
+        times=lr * steps.astype(x0.dtype),
+        norms=cat(n0, norms),
+        radial=cat(z, rad),
+        angular=cat(z, ang),
+        update_sq=cat(z, usq),
+        loss=cat(jnp.full((1,), jnp.nan, x0.dtype), loss),
+        diverged_step=state.bad_step,
+        diverged_concept=state.bad_concept,
+    )
+
+
+def train(
+    task,
+    optimizer: str,
+    *,
+    lr: float,
+    steps: int,
+    key: PRNGKeyArray,
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    momentum: float = 0.9,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    model=None,
+    loss="info_nce",
+    save_steps=None,
+    n_full: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+    chunks: int = 1,
+) -> Trajectory:
+    """Train ``model`` (default: the free table) on ``task`` with a named optimizer.
+
+    Args:
+        task: a task from :mod:`normflow.tasks`.
+        optimizer: one of :data:`normflow.OPTIMIZERS` (``gd`` uses a fixed set of ``n_full``
+            samples every step; the others draw ``batch_size`` samples per step).
+        lr, weight_decay, momentum, b1, b2, eps: optimizer hyperparameters (``momentum`` for
+            sgdm/sgdmw/sgdp; ``b1, b2, eps`` for the Adam family).
+        steps: number of updates.
+        key: PRNG key; split into the model key (used only when ``model`` is None) and the data key.
+        model: an embedding model; default :func:`default_model`.
+        loss: a loss name from :data:`normflow.LOSSES` or a callable ``(x, y, temperature)``.
+        save_steps: None (about 64 log-spaced steps), an int (that many), or explicit steps.
+        progress: optional callback ``progress(done_steps, total_steps)`` called between chunks.
+        chunks: split the compiled scan into this many calls (for progress reporting only;
+            results are identical).
+
+    Returns:
+        A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``,
+        per-concept ``norms, radial, angular, update_sq`` and the minibatch ``loss``.
+    """
+    check_optimizer_args(optimizer, lr, weight_decay, steps, batch_size)
+    loss_fn = get_loss(loss)
+    k_model, k_data = _split_keys(key)
+    if model is None:
+        model = default_model(task, k_model)
+    s = normalize_save_steps(save_steps, steps)
+    fixed = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_full) if optimizer == "gd" else None
+    hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (lr, weight_decay, momentum, b1, b2, eps)))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    state = init_state(model, optimizer, hyper)
+    fn = _compiled_chunk(optimizer, batch_size, loss_fn)
+    # Split the recorded steps into `chunks` equal-length pieces (padding keeps one compile).
+    m = len(s) - 1
+    chunks = max(1, min(int(chunks), m))
+    per = -(-m // chunks)
+    rec = np.full(per * chunks, 0, np.int64)
+    npl = np.zeros(per * chunks, np.int64)
+    act = np.zeros(per * chunks, bool)
+    rec[:m], npl[:m], act[:m] = s[1:] - 1, np.diff(s) - 1, True
+    outs = []
+    for c in range(chunks):
+        sl = slice(c * per, (c + 1) * per)
+        state, out = fn(state, jnp.asarray(rec[sl], jnp.int32), jnp.asarray(npl[sl], jnp.int32), jnp.asarray(act[sl]),
+                        static, task, hyper, k_data, fixed)
+        outs.append(out)
+        if progress is not None:
+            progress(int(s[min((c + 1) * per, m)]), steps)
+    out = [jnp.concatenate(parts, axis=0)[:m] for parts in zip(*outs)]
+    return _assemble(s, hyper.lr, model.concept_embeddings(), *out, state)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_chunk(optimizer, batch_size, loss_fn):
+    @eqx.filter_jit
+    def fn(state, rec, npl, act, static, task, hyper, data_key, fixed):
+        return run_chunk(state, rec, npl, act, static=static, task=task, optimizer=optimizer, hyper=hyper,
+                         data_key=data_key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed)
+
+    return fn
