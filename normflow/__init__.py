@@ -6,7 +6,7 @@ Time convention, everywhere: continuous time ``t = η · step``.
 
 from importlib import metadata as _metadata
 
-from . import losses, models, optimizers, tasks, trajectory
+from . import losses, models, optimizers, retrieval, tasks, theory, trajectory
 from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
 from .losses import LOSSES, get_loss, info_nce, siglip, symmetric_info_nce
 from .models import ConceptMLP, DualEncoder, EmbeddingTable
@@ -24,6 +24,6 @@ __all__ = [
     "Batch", "ConceptMLP", "DualEncoder", "EmbeddingTable", "FlatTask", "HierarchicalTask", "Hyper",
     "LOSSES", "OPTIMIZERS", "Trajectory", "default_model", "full_batch", "get_loss", "gradient_flow",
     "gradient_flow_solution", "info_nce", "log_steps", "log_times", "losses", "make_optimizer", "models",
-    "modified_flow", "optimizers", "project_radial", "sde_flow", "siglip", "simulate", "symmetric_info_nce",
+    "modified_flow", "optimizers", "project_radial", "retrieval", "theory", "sde_flow", "siglip", "simulate", "symmetric_info_nce",
     "tasks", "train", "trajectory", "zipf_weights", "__version__",
 ]

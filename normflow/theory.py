@@ -19,12 +19,14 @@ time ``1/(4λ)``. Functions of a continuous solution take ``t`` explicitly
 
 Dtypes: inputs are promoted together (``jnp.result_type(..., float)``); float32 in gives
 float32 out, float64 in (with ``jax_enable_x64``) gives float64 out. Nothing is cast to a fixed
-dtype. All functions are ``jit``/``vmap`` compatible; none holds state. The three that loop
-(``meanfield_norm_path``, ``sgd_wd_imprint_path``, ``balance_norm``) are ``jax.jit``-wrapped so
-eager calls do not retrace their loop bodies.
+dtype. Every public function is wrapped in ``jax.jit`` (the boolean switches ``discrete`` and
+``decoupled`` are static), so eager calls compile once per shape/dtype instead of dispatching
+op by op; they also compose with ``vmap``/``grad`` and hold no state.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +67,17 @@ def _promote(*xs: ArrayLike) -> tuple[Array, ...]:
     return tuple(jnp.asarray(x, dtype=dtype) for x in xs)
 
 
+def _steps_first(pw2_path: Array, *others: Array) -> tuple[Array, tuple[int, ...]]:
+    """Reshape a ``[steps, *b]`` path so its trailing axes broadcast against ``others``.
+
+    Returns the path as ``[steps, 1, ..., 1, *b]`` (rank ``1 + len(batch)``) and the batch shape
+    ``broadcast(b, *others)``: a 1-D path with per-concept ``lr`` gives one path per concept.
+    """
+    batch = jnp.broadcast_shapes(pw2_path.shape[1:], *(o.shape for o in others))
+    pad = (1,) * (len(batch) - (pw2_path.ndim - 1))
+    return pw2_path.reshape(pw2_path.shape[:1] + pad + pw2_path.shape[1:]), batch
+
+
 def _phi(x: Array) -> Array:
     """``φ(x) = (1 - e^{-x}) / x`` with ``φ(0) = 1``; stable for small ``x`` (uses ``expm1``)."""
     zero = x == 0
@@ -82,6 +95,7 @@ def _geom_sum(log_a: Array, k: Array) -> Array:
 # ----------------------------------------------------------------------------- §2 identity
 
 
+@jax.jit
 def step_norm_sq(
     r: Float[ArrayLike, "..."],
     u_radial: Float[ArrayLike, "..."],
@@ -96,13 +110,14 @@ def step_norm_sq(
         R'² = (1-ηλ)² R² - 2η(1-ηλ) R u_r + η² |u|²,     u_r = x̂·u.
 
     ``-u_r`` is the first-order radial drift, ``η²|u|²`` the second-order outward push.
-    Returns ``R'²`` (not ``R'``: with a large inward drift the right side is what is exact).
+    Returns ``R'²`` (the quantity the identity is about), not ``R'``.
     """
     r, u_radial, u_sq, lr, weight_decay = _promote(r, u_radial, u_sq, lr, weight_decay)
     shrink = 1 - lr * weight_decay
     return shrink**2 * r**2 - 2 * lr * shrink * r * u_radial + lr**2 * u_sq
 
 
+@jax.jit
 def gd_norm_step(
     r: Float[ArrayLike, "..."],
     grad_sq: Float[ArrayLike, "..."],
@@ -123,6 +138,7 @@ def gd_norm_step(
 # ----------------------------------------------------------------------------- §3 gradient flow
 
 
+@jax.jit
 def gradient_flow_norm(
     r0: Float[ArrayLike, "..."],
     t: Float[ArrayLike, "..."],
@@ -139,6 +155,7 @@ def gradient_flow_norm(
 # ----------------------------------------------------------------------------- §4 GD
 
 
+@jax.jit
 def modified_flow_norm(
     r0: Float[ArrayLike, "..."],
     source_sq: Float[ArrayLike, "..."],
@@ -160,6 +177,7 @@ def modified_flow_norm(
     return (r0**4 + 2 * lr * source_sq * t) ** 0.25
 
 
+@jax.jit
 def angular_step(
     lr: Float[ArrayLike, "..."],
     source_norm: Float[ArrayLike, "..."],
@@ -177,6 +195,7 @@ def angular_step(
 # ----------------------------------------------------------------------------- §5 SGD imprint
 
 
+@jax.jit
 def sgd_imprint_path(
     r0: Float[ArrayLike, "..."],
     pw2_path: Float[ArrayLike, "steps ..."],
@@ -193,9 +212,11 @@ def sgd_imprint_path(
     ``R_{k+1}`` at index ``k`` (cumulative sum), shape ``[steps, *batch]``.
     """
     r0, pw2_path, lr = _promote(r0, pw2_path, lr)
+    pw2_path, _ = _steps_first(pw2_path, r0, lr)
     return (r0**4 + 2 * lr**2 * jnp.cumsum(pw2_path, axis=0)) ** 0.25
 
 
+@jax.jit
 def sgd_imprint(
     r0: Float[ArrayLike, "..."],
     pw2_path: Float[ArrayLike, "steps ..."],
@@ -213,6 +234,7 @@ def sgd_imprint(
     return (r0**4 + 2 * lr**2 * jnp.sum(pw2_path, axis=0)) ** 0.25
 
 
+@jax.jit
 def sgd_imprint_const(
     r0: Float[ArrayLike, "..."],
     pw2: Float[ArrayLike, "..."],
@@ -248,7 +270,7 @@ def meanfield_norm_path(
     """
     r0, pw2_path, lr, weight_decay = _promote(r0, pw2_path, lr, weight_decay)
     q = (1 - lr * weight_decay) ** 2
-    shape = jnp.broadcast_shapes(r0.shape, pw2_path.shape[1:], lr.shape, weight_decay.shape)
+    pw2_path, shape = _steps_first(pw2_path, r0, lr, weight_decay)
     y0 = jnp.broadcast_to(r0**2, shape)
 
     def step(y: Array, pw2_k: Array) -> tuple[Array, Array]:
@@ -262,6 +284,7 @@ def meanfield_norm_path(
 # ----------------------------------------------------------------------------- §6 SGD + decay
 
 
+@partial(jax.jit, static_argnames=("discrete",))
 def sgd_wd_equilibrium(
     pw2: Float[ArrayLike, "..."],
     lr: Float[ArrayLike, "..."],
@@ -289,6 +312,7 @@ def sgd_wd_equilibrium(
     return r4**0.25
 
 
+@jax.jit
 def sgd_wd_relaxation(
     r0: Float[ArrayLike, "..."],
     pw2: Float[ArrayLike, "..."],
@@ -311,6 +335,7 @@ def sgd_wd_relaxation(
     return (jnp.exp(-x) * r0**4 + 2 * lr * pw2 * t * _phi(x)) ** 0.25
 
 
+@jax.jit
 def sgd_wd_relaxation_discrete(
     r0: Float[ArrayLike, "..."],
     pw2: Float[ArrayLike, "..."],
@@ -335,9 +360,9 @@ def sgd_wd_relaxation_discrete(
     the dropped term is the same order as the discretisation effects, and ``S*`` is *not*
     THEORY's "exact discrete" value: ``S* / [ηpW²/(λ(2-ηλ))] = 2q/(1+q) = 1 - ηλ + O(η²λ²)``
     and ``S* / [ηpW²/(2λ)] = 4q/((2-ηλ)(1+q)) = 1 - ηλ/2 + O(η²λ²)``. The relaxation factor
-    per step is ``q² = (1-ηλ)⁴ ≈ e^{-4ηλ}`` (continuous: ``e^{-4ηλ}`` exactly; mean-field map
-    linearised at its fixed point: ``(2q-1)²``). Use ``meanfield_norm_path`` when the
-    ``O(ηλ)`` matters. At ``λ = 0`` this equals ``sgd_imprint_const`` exactly.
+    per step is ``q² = (1-ηλ)⁴ = e^{-4ηλ - 2η²λ² - ...}`` (continuous: ``e^{-4ηλ}``; mean-field
+    map linearised at its fixed point: ``2q-1 = e^{-4ηλ - 6η²λ² - ...}``). Use
+    ``meanfield_norm_path`` when the ``O(ηλ)`` matters. At ``λ = 0`` this equals ``sgd_imprint_const`` exactly.
     """
     r0, pw2, lr, weight_decay, steps = _promote(r0, pw2, lr, weight_decay, steps)
     log_q = 2 * jnp.log1p(-lr * weight_decay)
@@ -347,6 +372,7 @@ def sgd_wd_relaxation_discrete(
     return (q2k * r0**4 + 2 * q * lr**2 * pw2 * _geom_sum(2 * log_q, steps)) ** 0.25
 
 
+@jax.jit
 def sgd_wd_imprint(
     r0: Float[ArrayLike, "..."],
     pw2_path: Float[ArrayLike, "steps ..."],
@@ -366,6 +392,7 @@ def sgd_wd_imprint(
     ``sgd_imprint``. All weights ``e^{-4λ(t-t_k)} ≤ 1``: no overflow.
     """
     r0, pw2_path, lr, weight_decay = _promote(r0, pw2_path, lr, weight_decay)
+    pw2_path, _ = _steps_first(pw2_path, r0, lr, weight_decay)
     n = pw2_path.shape[0]
     k = jnp.arange(n, dtype=pw2_path.dtype).reshape((n,) + (1,) * (pw2_path.ndim - 1))
     rate = 4 * lr * weight_decay  # decay of R⁴ per step, in the exponent
@@ -391,7 +418,7 @@ def sgd_wd_imprint_path(
     """
     r0, pw2_path, lr, weight_decay = _promote(r0, pw2_path, lr, weight_decay)
     a = jnp.exp(-4 * lr * weight_decay)
-    shape = jnp.broadcast_shapes(r0.shape, pw2_path.shape[1:], lr.shape, weight_decay.shape)
+    pw2_path, shape = _steps_first(pw2_path, r0, lr, weight_decay)
     s0 = jnp.broadcast_to(r0**4, shape)
 
     def step(s: Array, pw2_k: Array) -> tuple[Array, Array]:
@@ -402,6 +429,7 @@ def sgd_wd_imprint_path(
     return ss**0.25
 
 
+@jax.jit
 def relaxation_steps(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
@@ -411,6 +439,7 @@ def relaxation_steps(
     return 1 / (4 * lr * weight_decay)
 
 
+@jax.jit
 def equilibrium_angular_step(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
@@ -427,6 +456,7 @@ def equilibrium_angular_step(
 # ----------------------------------------------------------------------------- §7 momentum
 
 
+@partial(jax.jit, static_argnames=("decoupled",))
 def momentum_equilibrium(
     pw2: Float[ArrayLike, "..."],
     lr: Float[ArrayLike, "..."],
@@ -456,6 +486,7 @@ def momentum_equilibrium(
 # ----------------------------------------------------------------------------- §8 Adam/AdamW
 
 
+@jax.jit
 def adamw_equilibrium(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
@@ -470,6 +501,7 @@ def adamw_equilibrium(
     return jnp.sqrt(lr * dim / (2 * weight_decay))
 
 
+@jax.jit
 def adamw_rare_equilibrium(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
@@ -487,6 +519,7 @@ def adamw_rare_equilibrium(
     return jnp.sqrt(lr * dim * p / (2 * weight_decay * (1 - b2)))
 
 
+@jax.jit
 def adamw_equilibrium_by_frequency(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],

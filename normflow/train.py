@@ -50,8 +50,10 @@ def _split_keys(key):
 
 
 def _tree_all_finite(tree) -> Array:
+    """Every leaf finite *and* its sum of squares finite (a norm that overflows counts as
+    divergence: with a scale-invariant loss the parameters can stay finite while |x|² does not)."""
     leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    return jnp.all(jnp.stack([jnp.isfinite(jnp.sum(x * x)) for x in leaves]))
 
 
 def _tree_select(pred, a, b):

@@ -1,0 +1,65 @@
+"""Synthetic tasks: shapes, determinism, and the specificity knobs behave as documented."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import normflow as nf
+
+
+def test_hierarchy_shapes_and_spread_ordering():
+    task = nf.HierarchicalTask(depth=3, branching=4, dim=16, key=jax.random.key(0))
+    assert task.num_concepts == 4 + 16 + 64
+    depth, spread = np.asarray(task.depth), np.asarray(task.spread)
+    assert np.bincount(depth).tolist() == [4, 16, 64]
+    means = [spread[depth == l].mean() for l in range(3)]
+    assert means[0] > means[1] > means[2], means  # generic concepts have spread-out contexts
+    np.testing.assert_allclose(spread[depth == 2], 0.0, atol=1e-5)  # a leaf has one direction (float32 rounding)
+    np.testing.assert_allclose(np.asarray(task.weights).sum(), 1.0, rtol=1e-6)
+
+
+def test_sample_deterministic_and_unit_norm():
+    task = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0))
+    a = task.sample(jax.random.key(5), 32)
+    b = task.sample(jax.random.key(5), 32)
+    c = task.sample(jax.random.key(6), 32)
+    assert np.array_equal(a.concepts, b.concepts) and np.array_equal(a.contexts, b.contexts)
+    assert not np.array_equal(a.contexts, c.contexts)
+    np.testing.assert_allclose(jnp.linalg.norm(a.contexts, axis=-1), 1.0, rtol=1e-5)
+    assert a.concepts.shape == (32,) and a.contexts.shape == (32, 8)
+
+
+def test_context_comes_from_a_leaf_below_the_concept():
+    task = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(1), context_noise=0.0)
+    batch = task.sample(jax.random.key(2), 200)
+    leaves = np.asarray(task.leaf_centers)
+    for cid, ctx in zip(np.asarray(batch.concepts), np.asarray(batch.contexts)):
+        lo, n = int(task.leaf_lo[cid]), int(task.leaf_count[cid])
+        dist = np.min(np.linalg.norm(leaves[lo:lo + n] - ctx, axis=-1))
+        assert dist < 1e-5
+
+
+def test_zipf_frequency_spans_decades():
+    task = nf.HierarchicalTask(depth=3, branching=4, dim=8, key=jax.random.key(0), frequency="zipf", zipf_exponent=1.2)
+    w = np.asarray(task.weights, np.float64)
+    np.testing.assert_allclose(w.max() / w.min(), task.num_concepts**1.2, rtol=1e-4)  # rank law
+    p = np.asarray(task.frequency(4))
+    assert p.max() / p.min() > 100
+    # empirical check of p = 1 - (1 - w)^B on the most frequent concept (300 batches: 3 sigma ~ 0.08)
+    i = int(np.argmax(p))
+    hits = np.mean([i in np.asarray(task.sample(jax.random.key(s), 4).concepts) for s in range(300)])
+    assert abs(hits - p[i]) < 0.08
+
+
+def test_flat_task_spread_tracks_knob():
+    task = nf.FlatTask(64, 16, key=jax.random.key(0), spread_range=(0.1, 3.0))
+    r = np.corrcoef(np.asarray(task.spread_scale), np.asarray(task.spread))[0, 1]
+    assert r > 0.9
+
+
+@pytest.mark.parametrize("kw", [dict(depth=0), dict(branching=0), dict(temperature=0.0), dict(frequency="pareto")])
+def test_bad_task_arguments(kw):
+    args = dict(depth=2, branching=2, dim=4, key=jax.random.key(0)) | kw
+    with pytest.raises(ValueError):
+        nf.HierarchicalTask(**args)

@@ -1,0 +1,113 @@
+"""Discrete engine: THEORY §2's identity, GD's norm law, projections, determinism, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import normflow as nf
+
+CONSEC = np.arange(0, 41)  # consecutive recorded steps, so R_{k-1} is in the record
+
+
+def _identity_rel_err(run, lr, wd):
+    """max over steps/concepts of |R'² - [(1-ηλ)²R² - 2η(1-ηλ)R u_r + η²|u|²]| / R'²."""
+    r = np.asarray(run.norms)
+    lhs = r[1:] ** 2
+    q = 1 - lr * wd
+    rhs = q**2 * r[:-1] ** 2 - 2 * lr * q * r[:-1] * np.asarray(run.radial)[1:] + lr**2 * np.asarray(run.update_sq)[1:]
+    return np.max(np.abs(lhs - rhs) / lhs)
+
+
+def test_gd_norm_grows_by_squared_step(small_task):
+    """THEORY §4: R'² = R² + η²|g|² at every recorded step, to 1e-10 relative (float64)."""
+    lr = 0.5
+    run = nf.train(small_task, "gd", lr=lr, steps=40, key=jax.random.key(3), save_steps=CONSEC, n_full=96)
+    r = np.asarray(run.norms)
+    err = np.max(np.abs(r[1:] ** 2 - (r[:-1] ** 2 + lr**2 * np.asarray(run.update_sq)[1:])) / r[1:] ** 2)
+    assert err < 1e-10, err
+    assert np.all(r[-1] > r[0])  # the norm really grew (the identity is not vacuous)
+    assert np.max(np.abs(run.radial[1:]) / np.sqrt(run.update_sq[1:])) < 1e-10
+
+
+def test_gd_first_step_matches_independent_gradient(small_task):
+    """|g|² computed here by jax.grad on the same full batch gives the recorded R after step 1."""
+    lr, key = 0.5, jax.random.key(3)
+    run = nf.train(small_task, "gd", lr=lr, steps=1, key=key, n_full=96)
+    k_model, k_data = jax.random.split(key)
+    model = nf.default_model(small_task, k_model)
+    data = nf.full_batch(small_task, jax.random.fold_in(k_data, 2**31 - 1), 96)
+    g = jax.grad(lambda m: nf.info_nce(m.embed_concepts(data.concepts), data.contexts, small_task.temperature))(model)
+    r0 = jnp.linalg.norm(model.weight, axis=-1)
+    expect = jnp.sqrt(r0**2 + lr**2 * jnp.sum(g.weight**2, -1))
+    np.testing.assert_allclose(run.norms[-1], expect, rtol=1e-12)
+    assert float(jnp.max(expect - r0)) > 1e-3
+
+
+@pytest.mark.parametrize("opt", ["sgd", "sgdm", "adamw", "adam_l2"])
+def test_exact_identity_every_optimizer(small_task, opt):
+    """THEORY §2's identity holds with the recorded u_r and |u|² (the record is consistent)."""
+    lr = 0.05 if "adam" in opt else 0.5
+    run = nf.train(small_task, opt, lr=lr, weight_decay=0.01, steps=40, key=jax.random.key(4), save_steps=CONSEC, batch_size=16)
+    assert _identity_rel_err(run, lr, 0.01) < 1e-10
+
+
+@pytest.mark.parametrize("opt", ["sgdp", "adamp"])
+def test_projected_optimizers_have_no_radial_component(small_task, opt):
+    lr = 0.05 if opt == "adamp" else 0.5
+    run = nf.train(small_task, opt, lr=lr, weight_decay=0.01, steps=200, key=jax.random.key(5), batch_size=16)
+    # u is recovered as ((1-ηλ)x - x')/η, so a concept absent from the batch (u = 0) shows
+    # rounding noise of size eps·R/η: only steps that moved the concept are meaningful.
+    moving = np.sqrt(np.asarray(run.update_sq)[1:]) > 1e-8 * np.asarray(run.norms)[:-1]
+    rel = np.abs(np.asarray(run.radial)[1:][moving]) / np.sqrt(np.asarray(run.update_sq)[1:][moving])
+    assert moving.sum() > 100 and rel.max() <= 1e-12, rel.max()
+    # the unprojected optimizer does have a radial component: the check can fail
+    base = nf.train(small_task, opt[:-1] + ("w" if opt == "adamp" else "mw"), lr=lr, weight_decay=0.01, steps=200,
+                    key=jax.random.key(5), batch_size=16)
+    mv = np.sqrt(np.asarray(base.update_sq)[1:]) > 1e-8 * np.asarray(base.norms)[:-1]
+    assert np.max(np.abs(np.asarray(base.radial)[1:][mv]) / np.sqrt(np.asarray(base.update_sq)[1:][mv])) > 1e-3
+
+
+def test_determinism_and_chunking(small_task):
+    kw = dict(lr=0.3, weight_decay=1e-3, steps=300, batch_size=16)
+    a = nf.train(small_task, "sgdm", key=jax.random.key(9), **kw)
+    b = nf.train(small_task, "sgdm", key=jax.random.key(9), chunks=4, **kw)
+    c = nf.train(small_task, "sgdm", key=jax.random.key(10), **kw)
+    for f in ("steps", "norms", "radial", "angular", "update_sq", "loss"):
+        assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
+    assert not np.array_equal(a.norms, c.norms)
+
+
+def test_recording_is_sparse_and_log_spaced(small_task):
+    run = nf.train(small_task, "sgd", lr=0.3, steps=5000, key=jax.random.key(1), save_steps=20, batch_size=8)
+    s = np.asarray(run.steps)
+    assert s[0] == 0 and s[-1] == 5000 and len(s) <= 21
+    assert run.norms.shape == (len(s), small_task.num_concepts)
+    np.testing.assert_allclose(run.times, 0.3 * s)
+    assert s[2] / s[1] < s[-1] / s[-2] * 10  # geometric spacing, not linear
+
+
+def test_divergence_is_caught_and_record_kept(small_task):
+    task32 = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0))
+    run = nf.train(task32, "sgd", lr=1e30, steps=50, key=jax.random.key(1), batch_size=16)
+    assert int(run.diverged_step) >= 0 and 0 <= int(run.diverged_concept) < task32.num_concepts
+    assert run.diverged
+    assert np.all(np.isfinite(run.norms))  # parameters frozen before the bad update
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(optimizer="lion"), "unknown optimizer 'lion'; valid: gd, sgd"),
+        (dict(lr=0.0), "lr must be > 0, got 0.0"),
+        (dict(lr=-1.0), "lr must be > 0"),
+        (dict(steps=0), "steps must be > 0, got 0"),
+        (dict(batch_size=0), "batch_size must be > 0, got 0"),
+        (dict(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
+        (dict(optimizer="adam", weight_decay=0.1), "adam has no weight decay"),
+    ],
+)
+def test_bad_arguments_raise(small_task, kw, msg):
+    args = dict(optimizer="sgd", lr=0.1, steps=10, batch_size=8, weight_decay=0.0) | kw
+    with pytest.raises(ValueError, match=msg):
+        nf.train(small_task, args.pop("optimizer"), key=jax.random.key(0), **args)
