@@ -6,12 +6,13 @@ Time convention, everywhere: continuous time ``t = η · step``.
 
 from importlib import metadata as _metadata
 
-from . import losses, models, optimizers, retrieval, tasks, theory, trajectory
+from . import losses, measure, models, optimizers, retrieval, tasks, theory, trajectory
 from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
 from .losses import LOSSES, get_loss, info_nce, siglip, symmetric_info_nce
 from .models import ConceptMLP, DualEncoder, EmbeddingTable
 from .optimizers import OPTIMIZERS, Hyper, make_optimizer, project_radial
 from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
+from .measure import SourceEnergy, radial_drift, source_energy, split_update
 from .train import default_model, full_batch, simulate, train
 from .trajectory import Trajectory, log_steps
 
@@ -25,5 +26,6 @@ __all__ = [
     "LOSSES", "OPTIMIZERS", "Trajectory", "default_model", "full_batch", "get_loss", "gradient_flow",
     "gradient_flow_solution", "info_nce", "log_steps", "log_times", "losses", "make_optimizer", "models",
     "modified_flow", "optimizers", "project_radial", "retrieval", "theory", "sde_flow", "siglip", "simulate", "symmetric_info_nce",
-    "tasks", "train", "trajectory", "zipf_weights", "__version__",
+    "tasks", "train", "trajectory", "zipf_weights", "__version__", "measure", "SourceEnergy", "radial_drift",
+    "source_energy", "split_update",
 ]

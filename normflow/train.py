@@ -26,6 +26,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .losses import get_loss
+from .measure import split_update
 from .models import EmbeddingTable
 from .optimizers import Hyper, check_optimizer_args, make_optimizer
 from .tasks import Batch
@@ -134,11 +135,7 @@ def run_chunk(
         x0 = concepts_of(st.params)
         new, loss = step(st, k)
         x1 = concepts_of(new.params)
-        u = ((1.0 - lr * wd) * x0 - x1) / lr
-        r0 = jnp.sqrt(jnp.sum(x0 * x0, axis=-1))
-        u_r = jnp.sum(u * x0, axis=-1) / r0
-        u_sq = jnp.sum(u * u, axis=-1)
-        ang = jnp.sqrt(jnp.maximum(u_sq - u_r**2, 0.0))
+        u_r, ang, u_sq = split_update(x0, ((1.0 - lr * wd) * x0 - x1) / lr)
         norms = jnp.sqrt(jnp.sum(x1 * x1, axis=-1))
         return new, (norms, u_r, ang, u_sq, loss)
 
@@ -188,10 +185,10 @@ def simulate(
         state, record_at, n_plain, active, static=static, task=task, optimizer=optimizer, hyper=hyper,
         data_key=key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed_batch,
     )
-    return _assemble(s, hyper.lr, x0, norms, rad, ang, usq, loss, state)
+    return _assemble(s, hyper.lr, x0, norms, rad, ang, usq, loss, state, static)
 
 
-def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state) -> Trajectory:
+def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state, static) -> Trajectory:
     n0 = jnp.sqrt(jnp.sum(x0 * x0, axis=-1))[None]
     z = jnp.zeros_like(n0)
     cat = lambda a, b: jnp.concatenate([a, b], axis=0)
@@ -206,6 +203,8 @@ def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state) -> Trajectory:
         loss=cat(jnp.full((1,), jnp.nan, x0.dtype), loss),
         diverged_step=state.bad_step,
         diverged_concept=state.bad_concept,
+        model=eqx.combine(state.params, static),
+        opt_state=state.opt_state,
     )
 
 
@@ -226,7 +225,7 @@ def train(
     loss="info_nce",
     save_steps=None,
     n_full: int = 512,
-    progress: Callable[[int, int], None] | None = None,
+    callback: Callable[[int, object], None] | None = None,
     chunks: int = 1,
 ) -> Trajectory:
     """Train ``model`` (default: the free table) on ``task`` with a named optimizer.
@@ -242,9 +241,10 @@ def train(
         model: an embedding model; default :func:`default_model`.
         loss: a loss name from :data:`normflow.LOSSES` or a callable ``(x, y, temperature)``.
         save_steps: None (about 64 log-spaced steps), an int (that many), or explicit steps.
-        progress: optional callback ``progress(done_steps, total_steps)`` called between chunks.
-        chunks: split the compiled scan into this many calls (for progress reporting only;
-            results are identical).
+        callback: optional ``callback(step, model)`` called at step 0 and after each chunk
+            (progress bars, or measurements such as the source energy along the run).
+        chunks: split the compiled scan into this many calls at recorded steps; results are
+            identical to one call (the same compiled program runs each chunk).
 
     Returns:
         A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``,
@@ -270,15 +270,17 @@ def train(
     act = np.zeros(per * chunks, bool)
     rec[:m], npl[:m], act[:m] = s[1:] - 1, np.diff(s) - 1, True
     outs = []
+    if callback is not None:
+        callback(0, model)
     for c in range(chunks):
         sl = slice(c * per, (c + 1) * per)
         state, out = fn(state, jnp.asarray(rec[sl], jnp.int32), jnp.asarray(npl[sl], jnp.int32), jnp.asarray(act[sl]),
                         static, task, hyper, k_data, fixed)
         outs.append(out)
-        if progress is not None:
-            progress(int(s[min((c + 1) * per, m)]), steps)
+        if callback is not None:
+            callback(int(s[min((c + 1) * per, m)]), eqx.combine(state.params, static))
     out = [jnp.concatenate(parts, axis=0)[:m] for parts in zip(*outs)]
-    return _assemble(s, hyper.lr, model.concept_embeddings(), *out, state)
+    return _assemble(s, hyper.lr, model.concept_embeddings(), *out, state, static)
 
 
 @functools.lru_cache(maxsize=64)

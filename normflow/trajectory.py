@@ -28,7 +28,9 @@ __all__ = ["Trajectory", "log_steps", "normalize_save_steps"]
 
 class Trajectory(eqx.Module):
     """Recorded per-concept norm dynamics. Arrays are ``[saves]`` or ``[saves, concepts]``
-    (with a leading config axis when produced by a vmapped sweep)."""
+    (with a leading config axis when produced by a vmapped sweep). ``model`` is the final
+    model and ``opt_state`` the final optimizer state (discrete engines), so a run can be
+    continued with ``train(..., resume=run)``."""
 
     steps: Int[Array, "*c S"] | None
     times: Float[Array, "*c S"]
@@ -39,6 +41,8 @@ class Trajectory(eqx.Module):
     loss: Float[Array, "*c S"]
     diverged_step: Int[Array, "*c"]
     diverged_concept: Int[Array, "*c"]
+    model: object = None
+    opt_state: object = None
 
     @property
     def diverged(self) -> bool:
