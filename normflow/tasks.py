@@ -52,8 +52,9 @@ class _Task(eqx.Module):
     leaf_centers: Float[Array, "L dim"]
     leaf_lo: Int[Array, " N"]
     leaf_count: Int[Array, " N"]
-    context_noise: float = eqx.field(static=True)
-    temperature: float = eqx.field(static=True)
+    # 0-d arrays (not static), so a changed temperature does not recompile and tasks can be vmapped
+    context_noise: Float[Array, ""]
+    temperature: Float[Array, ""]
     # (no defaults: every field is set by the subclass __init__)
 
     @property
@@ -156,8 +157,8 @@ class HierarchicalTask(_Task):
         self.leaf_lo = jnp.asarray(np.concatenate(lo), dtype=jnp.int32)
         self.leaf_count = jnp.asarray(np.concatenate(cnt), dtype=jnp.int32)
         self.depth = jnp.asarray(np.concatenate(lv), dtype=jnp.int32)
-        self.context_noise = float(context_noise)
-        self.temperature = float(temperature)
+        self.context_noise = jnp.asarray(context_noise, dtype)
+        self.temperature = jnp.asarray(temperature, dtype)
         if frequency == "uniform":
             w = zipf_weights(n_concepts, 0.0, dtype)
         elif frequency == "zipf":
@@ -218,8 +219,8 @@ class FlatTask(_Task):
         self.leaf_centers = leaves.reshape(num_concepts * leaves_per_concept, dim)
         self.leaf_lo = jnp.arange(num_concepts, dtype=jnp.int32) * leaves_per_concept
         self.leaf_count = jnp.full((num_concepts,), leaves_per_concept, dtype=jnp.int32)
-        self.context_noise = float(context_noise)
-        self.temperature = float(temperature)
+        self.context_noise = jnp.asarray(context_noise, dtype)
+        self.temperature = jnp.asarray(temperature, dtype)
         if frequency == "uniform":
             self.weights = zipf_weights(num_concepts, 0.0, dtype)
         elif frequency == "zipf":
