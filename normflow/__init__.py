@@ -14,6 +14,7 @@ from .optimizers import OPTIMIZERS, Hyper, make_optimizer, project_radial
 from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
 from .measure import SourceEnergy, radial_drift, source_energy, split_update
 from .train import default_model, full_batch, simulate, train
+from .sweep import grid, sweep
 from .trajectory import Trajectory, log_steps
 
 try:
@@ -29,3 +30,4 @@ __all__ = [
     "tasks", "train", "trajectory", "zipf_weights", "__version__", "measure", "SourceEnergy", "radial_drift",
     "source_energy", "split_update",
 ]
+__all__ += ["grid", "sweep"]

@@ -1,0 +1,434 @@
+"""normflow benchmarks: how close the training engine and the sweep engine get to this machine's limit.
+
+    python benchmarks/run.py [--quick] [--only standard,small,ode]
+
+Every ratio is measured in this one process and run; each time is the best (minimum) of a few
+repeats, so that other load on the machine inflates it as little as possible. Compile time is
+reported separately from run time. The last line of output is one JSON object with the keys
+``standard_fraction_of_matmul``, ``small_sweep_fraction_of_roofline``,
+``small_sweep_vs_python_loop``, ``small_sweep_vs_torch`` (null without PyTorch) and
+``ode_vs_rk4``, (the line before it holds every raw figure behind them).
+
+1. standard: FlatTask(1024 concepts, dim 64), batch 256, float32, SGD with decoupled decay,
+   norms recorded (16 log-spaced saves), through ``nf.train``. FLOPs counted: the logits matmul,
+   forward 2·B·B·d and backward 2x that, i.e. 6·B²·d per step. Roofline: the best GFLOP/s of a
+   jitted float32 square matmul (n = 512…2048) measured here. Also measured, as extra keys:
+   the same with ``normflow.sweep.unroll_cpu_threefry()`` (bit-identical random numbers, faster
+   CPU code) and with an inverse-CDF concept sampler (see ``CdfFlatTask``), which shows what
+   the Gumbel-max ``jax.random.categorical`` over 1,024 concepts costs.
+2. small: HierarchicalTask(depth=2, branching=8) (72 concepts), dim 32, batch 64, 64 configs
+   (4 lr x 4 weight decays x 4 seeds) through ``nf.sweep`` vs (a) a Python loop calling one
+   jitted training step (the engine's own step) per config and step, and (b) a plain PyTorch
+   eager loop of the same task (if torch is importable).
+3. ode: ``nf.gradient_flow`` (Diffrax Tsit5, PID controller, rtol 1e-6) on the standard task to
+   a fixed horizon vs fixed-step classic RK4 with the fewest steps that reach the same final
+   accuracy against a tight (rtol 1e-10) reference; ``ode_vs_rk4`` = RK4 wall time / adaptive
+   wall time (> 1: adaptive is faster at equal accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import normflow as nf
+from normflow.sweep import unroll_cpu_threefry
+from normflow.tasks import Batch, _normalize
+
+STANDARD = dict(num_concepts=1024, dim=64, batch=256)
+SMALL = dict(depth=2, branching=8, dim=32, batch=64, configs=64)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def best_time(fn, repeats: int) -> float:
+    """Minimum wall time of ``fn()`` (which must block until its result is ready)."""
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def block(x):
+    return jax.block_until_ready(x)
+
+
+# --------------------------------------------------------------------------- roofline
+def matmul_roofline(quick: bool) -> dict:
+    if jax.default_backend() == "cpu":
+        sizes = (512, 1024) if quick else (512, 1024, 2048)
+    else:
+        sizes = (1024, 4096, 8192)
+    rates = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        f = jax.jit(lambda a, b: a @ b)
+        block(f(a, b))
+        t = best_time(lambda: block(f(a, b)), repeats=5 if quick else 10)
+        rates[n] = 2 * n**3 / t / 1e9
+    # the logits matmul shape itself (B x d) @ (d x B), for reference
+    B, d = STANDARD["batch"], STANDARD["dim"]
+    x = jax.random.normal(jax.random.key(2), (B, d), jnp.float32)
+    g = jax.jit(lambda x: x @ x.T)
+    block(g(x))
+    same = 2 * B * B * d / best_time(lambda: block(g(x)), 20) / 1e9
+    peak = max(rates.values())
+    log(f"[roofline] float32 matmul GFLOP/s: " + ", ".join(f"n={n}: {r:.1f}" for n, r in rates.items())
+        + f"; logits shape {B}x{d}@{d}x{B}: {same:.1f}  -> roofline {peak:.1f} GFLOP/s")
+    return dict(peak=peak, by_size=rates, logits_shape=same)
+
+
+# --------------------------------------------------------------------------- standard task
+class CdfFlatTask(nf.FlatTask):
+    """FlatTask whose concept ids are drawn by inverse CDF (one uniform per slot) instead of
+    Gumbel-max over all concepts (N uniforms + 2 logs + an argmax per slot). Same distribution,
+    different random stream. Benchmark-only: it shows the cost of the library's sampler."""
+
+    def sample(self, key, batch_size):
+        k_c, k_leaf, k_noise = jax.random.split(key, 3)
+        cdf = jnp.cumsum(self.weights)
+        u = jax.random.uniform(k_c, (batch_size,), self.dtype) * cdf[-1]
+        concepts = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), self.num_concepts - 1).astype(jnp.int32)
+        u = jax.random.uniform(k_leaf, (batch_size,), dtype=self.dtype)
+        count = self.leaf_count[concepts]
+        offset = jnp.minimum(jnp.floor(u * count).astype(jnp.int32), count - 1)
+        leaf = self.leaf_lo[concepts] + offset
+        noise = jax.random.normal(k_noise, (batch_size, self.dim), dtype=self.dtype)
+        ctx = self.leaf_centers[leaf] + self.context_noise * noise / math.sqrt(self.dim)
+        return Batch(concepts=concepts, contexts=_normalize(ctx))
+
+
+def time_train(task, steps: int, repeats: int, **kw) -> dict:
+    args = dict(lr=0.5, weight_decay=1e-3, batch_size=STANDARD["batch"], save_steps=16, key=jax.random.key(0)) | kw
+    t = time.perf_counter()
+    block(nf.train(task, "sgd", steps=steps, **args).norms)
+    first = time.perf_counter() - t
+    run = best_time(lambda: block(nf.train(task, "sgd", steps=steps, **args).norms), repeats)
+    return dict(compile_s=max(first - run, 0.0), run_s=run, us_per_step=run / steps * 1e6)
+
+
+def bench_standard(roof: dict, quick: bool) -> dict:
+    B, d = STANDARD["batch"], STANDARD["dim"]
+    flop = 6 * B * B * d
+    steps = 40 if quick else 300
+    reps = 2 if quick else 3
+    key = jax.random.key(0)
+    out = {}
+    variants = [("stock", nf.FlatTask, False)]
+    if not quick:
+        variants += [("unrolled_rng", nf.FlatTask, True), ("cdf_sampler", CdfFlatTask, True)]
+    on_cpu = jax.default_backend() == "cpu"
+    for name, cls, unroll in variants:
+        if unroll and not on_cpu:
+            continue
+        if on_cpu:
+            unroll_cpu_threefry(unroll)  # also clears compilation caches
+        task = cls(STANDARD["num_concepts"], d, key=key)
+        r = time_train(task, steps, reps)
+        r["gflops"] = flop / (r["us_per_step"] * 1e-6) / 1e9
+        r["fraction_of_matmul"] = r["gflops"] / roof["peak"]
+        out[name] = r
+        log(f"[standard/{name}] {r['us_per_step']:.0f} us/step, {r['gflops']:.1f} GFLOP/s = "
+            f"{100 * r['fraction_of_matmul']:.1f}% of matmul roofline (compile {r['compile_s']:.1f} s, {steps} steps)")
+    if on_cpu:
+        unroll_cpu_threefry(False)
+    # where the time goes (stock task): the sampler alone, in the same compiled loop form
+    task = nf.FlatTask(STANDARD["num_concepts"], d, key=key)
+    n = 20 if quick else 100
+
+    def sampler_loop(w):
+        def body(i, acc):
+            b = task.sample(jax.random.fold_in(key, i), B)
+            return acc + jnp.sum(b.contexts) + jnp.sum(b.concepts)
+        return jax.lax.fori_loop(0, n, body, w)
+
+    f = jax.jit(sampler_loop)
+    block(f(0.0))
+    out["stock_sampler_us_per_step"] = best_time(lambda: block(f(0.0)), 2) / n * 1e6
+    log(f"[standard] stock task.sample alone: {out['stock_sampler_us_per_step']:.0f} us per batch of {B}")
+    return out
+
+
+# --------------------------------------------------------------------------- small sweep
+def _small_task():
+    return nf.HierarchicalTask(depth=SMALL["depth"], branching=SMALL["branching"], dim=SMALL["dim"], key=jax.random.key(0))
+
+
+def _small_grid():
+    arrays, _ = nf.grid(lr=[0.1, 0.2, 0.3, 0.5], weight_decay=[1e-4, 1e-3, 3e-3, 1e-2], seed=[0, 1, 2, 3])
+    return arrays
+
+
+def python_loop_rate(task, arrays, steps: int) -> dict:
+    """Config-steps/s of a Python loop calling one jitted training step (the engine's step:
+    normflow.train.run_chunk running one plain step) for each config in turn."""
+    import equinox as eqx
+
+    from normflow.optimizers import Hyper
+    from normflow.train import init_state, run_chunk
+
+    B = SMALL["batch"]
+    loss_fn = nf.get_loss("info_nce")
+
+    @eqx.filter_jit
+    def step(state, k, static, hyper, data_key):
+        rec = jnp.reshape(k + 1, (1,))
+        st, _ = run_chunk(state, rec, jnp.ones(1, jnp.int32), jnp.zeros(1, bool), static=static, task=task,
+                          optimizer="sgd", hyper=hyper, data_key=data_key, batch_size=B, loss_fn=loss_fn, fixed_batch=None)
+        return st
+
+    cfgs = []
+    for c in range(len(arrays["lr"])):
+        k_model, k_data = jax.random.split(jax.random.key(int(arrays["seed"][c])))
+        model = nf.default_model(task, k_model)
+        hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (arrays["lr"][c], arrays["weight_decay"][c], 0.9, 0.9, 0.999, 1e-8)))
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        cfgs.append((init_state(model, "sgd", hyper), static, hyper, k_data))
+    t = time.perf_counter()
+    block(step(cfgs[0][0], jnp.int32(0), *cfgs[0][1:]).params)
+    compile_s = time.perf_counter() - t
+
+    def run():
+        last = None
+        for state, static, hyper, k_data in cfgs:
+            for k in range(steps):
+                state = step(state, jnp.int32(k), static, hyper, k_data)
+            last = state
+        block(last.params)
+
+    t = best_time(run, 2)
+    return dict(compile_s=compile_s, run_s=t, config_steps_per_s=len(cfgs) * steps / t)
+
+
+def torch_rate(task, arrays, steps: int) -> dict | None:
+    """The same task as a plain PyTorch eager loop, one config after another."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    B, temp = SMALL["batch"], float(task.temperature)
+    noise = float(task.context_noise)
+    weights = torch.tensor(np.asarray(task.weights))
+    centers = torch.tensor(np.asarray(task.leaf_centers))
+    lo = torch.tensor(np.asarray(task.leaf_lo), dtype=torch.long)
+    cnt = torch.tensor(np.asarray(task.leaf_count), dtype=torch.long)
+    N, d = task.num_concepts, task.dim
+    save = set(nf.log_steps(steps, 16).tolist())
+
+    def one(lr, wd):
+        w = torch.randn(N, d)
+        w = (w / w.norm(dim=1, keepdim=True)).requires_grad_(True)
+        opt = torch.optim.SGD([w], lr=lr, weight_decay=wd)  # = decoupled decay for plain SGD
+        norms = []
+        for k in range(steps):
+            concepts = torch.multinomial(weights, B, replacement=True)
+            leaf = lo[concepts] + (torch.rand(B) * cnt[concepts]).long().minimum(cnt[concepts] - 1)
+            ctx = centers[leaf] + noise * torch.randn(B, d) / math.sqrt(d)
+            ctx = ctx / ctx.norm(dim=1, keepdim=True)
+            x = w[concepts]
+            logits = (x / x.norm(dim=1, keepdim=True)) @ ctx.T / temp
+            loss = torch.nn.functional.cross_entropy(logits, torch.arange(B))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if k + 1 in save:
+                with torch.no_grad():
+                    norms.append(w.norm(dim=1))
+        return norms
+
+    one(0.1, 1e-3)  # warm-up
+    n_cfg = len(arrays["lr"])
+    t = time.perf_counter()
+    for c in range(n_cfg):
+        one(float(arrays["lr"][c]), float(arrays["weight_decay"][c]))
+    t = time.perf_counter() - t
+    return dict(run_s=t, config_steps_per_s=n_cfg * steps / t, torch=torch.__version__, threads=torch.get_num_threads())
+
+
+def bench_small(roof: dict, quick: bool) -> dict:
+    task = _small_task()
+    arrays = _small_grid()
+    C, B, d = SMALL["configs"], SMALL["batch"], SMALL["dim"]
+    assert len(arrays["lr"]) == C and task.num_concepts == 72
+    flop = 6 * B * B * d
+    steps = 50 if quick else 500
+    kw = dict(lr=arrays["lr"], weight_decay=arrays["weight_decay"], seeds=arrays["seed"], batch_size=B, save_steps=16)
+    t = time.perf_counter()
+    block(nf.sweep(task, "sgd", steps=steps, **kw).norms)
+    first = time.perf_counter() - t
+    run = best_time(lambda: block(nf.sweep(task, "sgd", steps=steps, **kw).norms), 2 if quick else 3)
+    rate = C * steps / run
+    out = dict(compile_s=max(first - run, 0.0), run_s=run, config_steps_per_s=rate, gflops=rate * flop / 1e9)
+    out["fraction_of_roofline"] = out["gflops"] / roof["peak"]
+    log(f"[small/sweep] {C} configs x {steps} steps: {rate:.0f} config-steps/s, {out['gflops']:.2f} GFLOP/s = "
+        f"{100 * out['fraction_of_roofline']:.1f}% of roofline (compile {out['compile_s']:.1f} s)")
+    loop = python_loop_rate(task, arrays, steps=5 if quick else 20)
+    out["python_loop"] = loop
+    out["vs_python_loop"] = rate / loop["config_steps_per_s"]
+    log(f"[small/python loop] {loop['config_steps_per_s']:.0f} config-steps/s (compile {loop['compile_s']:.1f} s) "
+        f"-> sweep is {out['vs_python_loop']:.1f}x")
+    tr = torch_rate(task, arrays, steps=5 if quick else 30)
+    out["torch"] = tr
+    out["vs_torch"] = None if tr is None else rate / tr["config_steps_per_s"]
+    if tr is None:
+        log("[small/torch] PyTorch not importable: skipped")
+    else:
+        log(f"[small/torch {tr['torch']}, {tr['threads']} threads] {tr['config_steps_per_s']:.0f} config-steps/s "
+            f"-> sweep is {out['vs_torch']:.1f}x")
+    return out
+
+
+# --------------------------------------------------------------------------- ODE
+def bench_ode(quick: bool) -> dict:
+    import diffrax
+    import equinox as eqx
+
+    from normflow.flows import _setup
+
+    task = nf.FlatTask(STANDARD["num_concepts"], STANDARD["dim"], key=jax.random.key(0))
+    key = jax.random.key(1)
+    t1 = 100.0 if quick else 1000.0
+    n_samples = 512
+    rtol, atol = 1e-6, 1e-8
+    # The library call (its own compile every call): for its solver statistics.
+    t = time.perf_counter()
+    _, sol_lib = nf.gradient_flow_solution(task, t1, key=key, rtol=rtol, atol=atol, n_samples=n_samples)
+    block(sol_lib.ys)
+    lib_s = time.perf_counter() - t
+    # The same ODE, compiled once, so that compile and run time can be separated.
+    _, data, params, loss_of, _ = _setup(task, key, None, "info_nce", n_samples)
+    term = diffrax.ODETerm(lambda t, y, args: jax.tree_util.tree_map(lambda g: -g, jax.grad(loss_of)(y, data)))
+
+    @jax.jit
+    def adaptive(y0, rtol):
+        return diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, t1, None, y0, saveat=diffrax.SaveAt(t1=True),
+                                   stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol * rtol / 1e-6),
+                                   max_steps=200_000)
+
+    @jax.jit
+    def rk4(y0, n):
+        return diffrax.diffeqsolve(term, RK4(), 0.0, t1, t1 / n, y0, saveat=diffrax.SaveAt(t1=True),
+                                   stepsize_controller=diffrax.ConstantStepSize(), max_steps=100_000)
+
+    def final(sol):
+        return np.asarray(jax.tree_util.tree_leaves(sol.ys)[0][-1], np.float64)
+
+    ref = final(block(adaptive(params, 1e-10)))
+    t = time.perf_counter()
+    sol = block(adaptive(params, rtol))
+    first = time.perf_counter() - t
+    ad_s = best_time(lambda: block(adaptive(params, rtol)), 2 if quick else 3)
+    err = np.max(np.abs(final(sol) - ref))
+    steps = int(sol.stats["num_steps"])
+    assert steps == int(sol_lib.stats["num_steps"]), "benchmark ODE differs from gradient_flow_solution's"
+    # Tsit5: 7 stages, first-same-as-last -> 6 new evaluations per step (+2 for the initial dt guess)
+    nfe_ad = 6 * steps + 2
+    # fewest RK4 steps with final error <= the adaptive solve's (error ~ n^-4: double, then bisect)
+    errs = {}
+
+    def rk_err(n):
+        if n not in errs:
+            errs[n] = np.max(np.abs(final(block(rk4(params, n))) - ref))
+        return errs[n]
+
+    t = time.perf_counter()
+    rk_err(8)
+    rk_first = time.perf_counter() - t
+    lo_n, hi_n = 0, 8
+    while rk_err(hi_n) > err and hi_n < 100_000:
+        lo_n, hi_n = hi_n, hi_n * 2
+    while hi_n - lo_n > max(1, hi_n // 50):  # within 2% of the fewest
+        mid = (lo_n + hi_n) // 2
+        lo_n, hi_n = (mid, hi_n) if rk_err(mid) > err else (lo_n, mid)
+    n_rk = hi_n
+    rk_s = best_time(lambda: block(rk4(params, n_rk)), 2 if quick else 3)
+    out = dict(t1=t1, rtol=rtol, adaptive_steps=steps, adaptive_rejected=int(sol.stats["num_rejected_steps"]),
+               adaptive_nfe=nfe_ad, adaptive_run_s=ad_s, adaptive_compile_s=max(first - ad_s, 0.0),
+               adaptive_final_error=float(err), library_call_s=lib_s, rk4_steps=n_rk, rk4_nfe=4 * n_rk, rk4_run_s=rk_s,
+               rk4_compile_s=max(rk_first - rk_s * 8 / n_rk, 0.0), rk4_final_error=float(rk_err(n_rk)))
+    out["ode_vs_rk4"] = rk_s / ad_s
+    log(f"[ode] t1={t1}: adaptive Tsit5 rtol={rtol}: {steps} steps, {nfe_ad} evals, {ad_s:.3f} s (compile "
+        f"{out['adaptive_compile_s']:.1f} s), final err {err:.2e}; RK4 at equal accuracy: {n_rk} steps, {4 * n_rk} evals, "
+        f"{rk_s:.3f} s (err {out['rk4_final_error']:.2e}) -> adaptive is {out['ode_vs_rk4']:.2f}x faster")
+    return out
+
+
+def RK4():
+    """Classic fourth-order Runge–Kutta as a Diffrax explicit RK solver."""
+    import diffrax
+
+    tab = diffrax.ButcherTableau(
+        c=np.array([0.5, 0.5, 1.0]),
+        b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
+        b_error=np.zeros(4),
+        a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
+    )
+
+    class _RK4(diffrax.AbstractERK):
+        tableau = tab
+        interpolation_cls = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+
+        def order(self, terms):
+            return 4
+
+    return _RK4()
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="few steps, fewer variants (well under a minute)")
+    p.add_argument("--only", default="standard,small,ode", help="comma-separated subset of standard,small,ode")
+    args = p.parse_args(argv)
+    parts = set(args.only.split(","))
+    dev = jax.devices()[0]
+    log(f"[machine] {platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__}, "
+        f"backend {jax.default_backend()}, device {dev.device_kind} x{jax.device_count()}, quick={args.quick}")
+    t0 = time.perf_counter()
+    roof = matmul_roofline(args.quick)
+    res = dict(machine=dict(cpus=os.cpu_count(), backend=jax.default_backend(), device=dev.device_kind,
+                            devices=jax.device_count(), jax=jax.__version__), quick=args.quick,
+               matmul_gflops=roof["peak"], logits_matmul_gflops=roof["logits_shape"])
+    keys = dict(standard_fraction_of_matmul=None, small_sweep_fraction_of_roofline=None, small_sweep_vs_python_loop=None,
+                small_sweep_vs_torch=None, ode_vs_rk4=None)
+    if "standard" in parts:
+        st = bench_standard(roof, args.quick)
+        res["standard"] = st
+        keys["standard_fraction_of_matmul"] = st["stock"]["fraction_of_matmul"]
+        for v in ("unrolled_rng", "cdf_sampler"):
+            if v in st:
+                keys[f"standard_fraction_of_matmul_{v}"] = st[v]["fraction_of_matmul"]
+    if "small" in parts:
+        sm = bench_small(roof, args.quick)
+        res["small"] = sm
+        keys["small_sweep_fraction_of_roofline"] = sm["fraction_of_roofline"]
+        keys["small_sweep_vs_python_loop"] = sm["vs_python_loop"]
+        keys["small_sweep_vs_torch"] = sm["vs_torch"]
+    if "ode" in parts:
+        od = bench_ode(args.quick)
+        res["ode"] = od
+        keys["ode_vs_rk4"] = od["ode_vs_rk4"]
+    res["total_s"] = time.perf_counter() - t0
+    log(f"[total] {res['total_s']:.1f} s")
+    rounded = {k: (None if v is None else round(float(v), 4)) for k, v in keys.items()}
+    print(json.dumps({"details": res}, default=float))
+    print(json.dumps(rounded))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
