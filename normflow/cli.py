@@ -8,7 +8,13 @@ it with :func:`run_main` so that
 - bad input → one line on stderr naming the bad value, exit status 2, nothing written;
 - a diverged run (:class:`Diverged`) → a message naming the step and concept, a results file
   marked ``"status": "diverged"``, exit status 1;
-- every results file is written to a temporary file and renamed into place (never half a file).
+- Ctrl-C (SIGINT) → one line, exit status 130; SIGTERM → one line, exit status 143;
+- every results file and figure is written to a temporary file and renamed into place (never
+  half a file), and an existing results folder is kept unless ``--force``.
+
+Nothing here imports JAX before it is needed (only ``--x64``, :func:`run_metadata` and
+:func:`check_diverged` do), so bad input is reported before the slow imports of a run. Note
+that ``import normflow.cli`` still runs ``normflow/__init__.py``.
 """
 
 from __future__ import annotations
@@ -18,19 +24,24 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 __all__ = [
     "UsageError", "Diverged", "make_parser", "add_task_args", "add_optimizer_args", "parse_args", "Output",
     "run_main", "atomic_write_text", "atomic_write_json", "atomic_savefig", "run_metadata", "progress_callback",
-    "MAX_CONCEPTS", "check_diverged",
+    "MAX_CONCEPTS", "MAX_SEED", "check_diverged", "EXIT_OK", "EXIT_DIVERGED", "EXIT_USAGE", "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED", "check_optimizer", "num_concepts",
 ]
 
 MAX_CONCEPTS = 20_000  # cap on depth/branching so a typo does not allocate a huge tree
+MAX_SEED = 2**32 - 1  # jax.random.key folds larger seeds onto smaller ones (2**32 ≡ 0 in float32 mode)
+
+EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143
 
 
 class UsageError(Exception):
@@ -38,45 +49,98 @@ class UsageError(Exception):
 
 
 class Diverged(Exception):
-    """A run produced NaN/Inf: ``step`` and ``concept`` name where; ``results`` are written."""
+    """A run produced NaN/Inf: the message names the step and concept; ``results`` (optional)
+    is what was recorded up to then, ``path`` where the sim wrote it (set by the sim)."""
 
-    def __init__(self, message: str, results: dict | None = None):
+    def __init__(self, message: str, results: dict | None = None, path: str | os.PathLike | None = None):
         super().__init__(message)
         self.results = results or {}
+        self.path = path
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised by run_main's SIGTERM handler so that cleanup (temporary files) still runs."""
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage block
-        raise UsageError(f"{self.prog}: {message}")
+    def error(self, message):  # one line, exit 2, no usage block (argparse's type errors too)
+        raise UsageError(message)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` except where the default is None (the help says what it is) or a
+    switch that is off."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with defaults shown in ``--help`` and the flags common to every sim."""
-    p = _Parser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (same seed → identical results)")
-    p.add_argument("--out", type=str, default=None, help="results folder (default: runs/<sim>[-quick])")
-    p.add_argument("--force", action="store_true", help="overwrite an existing results folder")
+    p = _Parser(prog=prog, description=description, formatter_class=_HelpFormatter,
+                epilog="exit status: 0 ok, 1 the run diverged (results.json has \"status\": \"diverged\"), "
+                       "2 bad input (nothing written), 130 interrupted")
+    p.add_argument("--seed", type=int, default=0, help=f"PRNG seed in [0, {MAX_SEED}] (same seed → identical results.json)")
+    p.add_argument("--out", type=str, default=None,
+                   help="results folder (default: runs/<sim>, or runs/<sim>-quick with --quick)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing results folder (one holding results.json)")
     p.add_argument("--quick", action="store_true", help="a small run for tests and first contact")
     p.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
     p.add_argument("--figures", type=str, default="figures", help="folder for the figure")
     return p
 
 
 def add_task_args(p: argparse.ArgumentParser, *, dim: int, depth: int, branching: int) -> None:
-    p.add_argument("--dim", type=int, default=dim, help="embedding dimension")
-    p.add_argument("--depth", type=int, default=depth, help="levels of the concept tree")
+    p.add_argument("--dim", type=int, default=dim, help="embedding dimension (>= 2)")
+    p.add_argument("--depth", type=int, default=depth,
+                   help=f"levels of the concept tree (branching + ... + branching^depth <= {MAX_CONCEPTS} concepts)")
     p.add_argument("--branching", type=int, default=branching, help="children per node")
 
 
-def add_optimizer_args(p: argparse.ArgumentParser, *, optimizer: str | None, steps: int, batch_size: int) -> None:
+def add_optimizer_args(p: argparse.ArgumentParser, *, optimizer: str | None, steps: int, batch_size: int,
+                       defaults: dict[str, tuple[float, float]] | None = None) -> None:
+    """``--optimizer --lr --weight-decay --steps --batch-size``. ``defaults`` (optional), the
+    sim's per-optimizer ``{name: (lr, weight_decay)}``, is shown in ``--help``."""
     from .optimizers import OPTIMIZERS
 
+    def per(i):
+        if not defaults:
+            return "per optimizer"
+        return "per optimizer: " + ", ".join(f"{k} {v[i]:g}" for k, v in defaults.items())
+
     p.add_argument("--optimizer", type=str, default=optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimizer)")
-    p.add_argument("--weight-decay", type=float, default=None, help="weight decay λ (default: per optimizer)")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate η > 0 (default {per(0)})")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"weight decay λ >= 0 (default {per(1)})")
     p.add_argument("--steps", type=int, default=steps, help="training steps")
     p.add_argument("--batch-size", type=int, default=batch_size, help="minibatch size")
+
+
+def num_concepts(depth: int, branching: int) -> float:
+    """Concepts in a ``depth``-level tree with ``branching`` children per node (math.inf if huge)."""
+    if depth >= 64 or branching >= 10**6:
+        return math.inf
+    return sum(branching ** (level + 1) for level in range(depth))
+
+
+_OPTIMIZER_FLAGS = (("weight_decay", "--weight-decay"), ("batch_size", "--batch-size"), ("steps", "--steps"),
+                    ("lr", "--lr"), ("optimizer", "--optimizer"))
+
+
+def check_optimizer(args: argparse.Namespace) -> None:
+    """:func:`normflow.optimizers.check_optimizer_args` on the parsed (and resolved) flags, its
+    ValueError turned into a :class:`UsageError` naming the flag (e.g. adam with a decay)."""
+    from .optimizers import check_optimizer_args
+
+    try:
+        check_optimizer_args(args.optimizer, args.lr, args.weight_decay, getattr(args, "steps", None),
+                             getattr(args, "batch_size", None))
+    except ValueError as e:
+        msg = _first_line(e)
+        flag = next((f for key, f in _OPTIMIZER_FLAGS if key in msg), "--optimizer")
+        raise UsageError(f"{flag}: {msg}") from None
 
 
 def _check(args) -> None:
@@ -85,30 +149,37 @@ def _check(args) -> None:
     a = vars(args)
     if "optimizer" in a and a["optimizer"] is not None and a["optimizer"] not in OPTIMIZERS:
         raise UsageError(f"--optimizer: unknown optimizer {a['optimizer']!r}; valid: {', '.join(OPTIMIZERS)}")
+    seed = a.get("seed")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed: must be in [0, {MAX_SEED}], got {seed}")
     for name in ("lr", "steps", "batch_size", "dim", "depth", "branching"):
         v = a.get(name)
         if v is not None and not (v > 0 and math.isfinite(v)):
-            raise UsageError(f"--{name.replace('_', '-')}: must be > 0, got {v}")
+            raise UsageError(f"--{name.replace('_', '-')}: must be a finite number > 0, got {v}")
     wd = a.get("weight_decay")
     if wd is not None and not (wd >= 0 and math.isfinite(wd)):
-        raise UsageError(f"--weight-decay: must be >= 0, got {wd}")
+        raise UsageError(f"--weight-decay: must be a finite number >= 0, got {wd}")
     if a.get("depth") and a.get("branching"):
         b, d = a["branching"], a["depth"]
-        n = sum(b ** (level + 1) for level in range(d)) if d < 64 and b < 10**6 else math.inf
+        n = num_concepts(d, b)
         if n > MAX_CONCEPTS:
-            raise UsageError(f"--depth {d} --branching {b}: {n} concepts exceeds the cap of {MAX_CONCEPTS}")
+            shown = "more than 10^18" if n == math.inf or n > 10**18 else str(n)
+            raise UsageError(f"--depth {d} --branching {b}: {shown} concepts exceeds the cap of {MAX_CONCEPTS}")
     if a.get("dim") is not None and a["dim"] < 2:
         raise UsageError(f"--dim: must be >= 2, got {a['dim']}")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None, *, sim: str) -> argparse.Namespace:
-    """Parse and check; sets float64 if ``--x64``; resolves ``--out`` (checked, not created)."""
+    """Parse and check; sets float64 if ``--x64``; resolves ``--out`` (checked, not created).
+
+    Raises :class:`UsageError` (one line naming the bad value) on bad input; creates nothing.
+    """
     args = parser.parse_args(argv)
     _check(args)
     if args.out is None:
         args.out = str(Path("runs") / (sim + ("-quick" if args.quick else "")))
-    _check_out(Path(args.out), args.force)
-    _check_out(Path(args.figures), True)
+    _check_out(Path(args.out), args.force, flag="--out")
+    _check_out(Path(args.figures), True, flag="--figures")
     if args.x64:
         import jax
 
@@ -116,33 +187,60 @@ def parse_args(parser: argparse.ArgumentParser, argv=None, *, sim: str) -> argpa
     return args
 
 
-def _check_out(path: Path, force: bool) -> None:
+def _check_out(path: Path, force: bool, flag: str = "--out") -> None:
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--out: {str(path)!r} is a file, not a folder")
+        raise UsageError(f"{flag}: {str(path)!r} is a file, not a folder")
     if path.is_dir() and (path / "results.json").exists() and not force:
-        raise UsageError(f"--out: {str(path)!r} already holds results.json (use --force to overwrite)")
-    parent = path
+        raise UsageError(f"{flag}: {str(path)!r} already holds results.json (use --force to overwrite)")
+    parent = path.absolute()
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out: {str(path)!r} is not writable")
+    if not parent.is_dir():
+        raise UsageError(f"{flag}: {str(path)!r} cannot be created: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}: {str(path)!r} is not writable")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _tempfile_beside(path: Path, suffix: str) -> str:
+    """A temporary file next to ``path`` with the permissions a plain ``open`` would give it
+    (mkstemp makes 0600 files). Its name starts with '.' and ends with ``suffix``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def _replace_or_remove(tmp: str, path: Path, write: Callable[[str], None]) -> None:
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # includes KeyboardInterrupt: never leave the temporary file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, then rename: never half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+    tmp = _tempfile_beside(path, ".tmp")
+
+    def write(name):
+        with open(name, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+
+    _replace_or_remove(tmp, path, write)
 
 
 def _jsonable(x):
@@ -156,56 +254,98 @@ def _jsonable(x):
         return _jsonable(np.asarray(x).tolist())
     if isinstance(x, float) and not math.isfinite(x):
         return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
     return x
 
 
 def atomic_write_json(path: Path, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    """JSON (NaN → null, ±inf → "inf"/"-inf", arrays → lists) written atomically."""
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
 def atomic_savefig(fig, path: Path, dpi: int = 120) -> None:
-    """Save a matplotlib figure atomically (PNG metadata without a timestamp, so deterministic)."""
+    """Save a matplotlib figure atomically (PNG metadata without a timestamp, so deterministic).
+    The temporary file keeps the figure's suffix (matplotlib picks the format from it) and ends
+    in ``.tmp<suffix>``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, metadata={"Software": None} if path.suffix == ".png" else None)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    tmp = _tempfile_beside(path, ".tmp" + path.suffix)
+    meta = {"Software": None} if path.suffix == ".png" else None
+    _replace_or_remove(tmp, path, lambda name: fig.savefig(name, dpi=dpi, metadata=meta))
 
 
 def run_metadata(config: dict) -> dict:
-    """Package and JAX versions, device, and the full config (for repeating the run)."""
+    """Package, JAX, jaxlib, NumPy and Python versions, the device, and the full config (for
+    repeating the run). Nothing here depends on the time of the run."""
+    import platform
+
     import jax
+    import jaxlib
+    import numpy as np
 
     from . import __version__
 
     return {
         "normflow_version": __version__,
         "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
         "device": str(jax.devices()[0].device_kind) + f" ({jax.default_backend()})",
         "x64": bool(jax.config.jax_enable_x64),
         "config": config,
     }
 
 
+class _ConfigView(dict):
+    """A dict whose assignments are also recorded in ``extra``."""
+
+    def __init__(self, data: dict, extra: dict):
+        super().__init__(data)
+        self._extra = extra
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._extra[key] = value
+
+    def update(self, *args, **kwargs):
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+
 class Output:
-    """Where a sim's results go: ``<out>/results.json`` and ``<figures>/<name>.png``."""
+    """Where a sim's results go: ``<out>/results.json`` and ``<figures>/<name>.png`` (plus a copy
+    of the figure in ``<out>``). Nothing is created until :meth:`write` / :meth:`savefig`.
+
+    ``config`` is every flag's value at write time (so defaults a sim resolves after building
+    the Output, e.g. per-optimizer learning rates, are recorded), minus ``--quiet`` and
+    ``--force``, plus whatever the sim adds with :meth:`add_config` (internal constants a rerun
+    needs)."""
+
+    _UNRECORDED = ("quiet", "force")
 
     def __init__(self, args: argparse.Namespace, figure_name: str):
+        self.args = args
         self.dir = Path(args.out)
         self.figure = Path(args.figures) / f"{figure_name}.png"
-        self.config = {k: v for k, v in vars(args).items() if k not in ("quiet", "force")}
+        self._extra: dict[str, Any] = {}
+        self.results_path = self.dir / "results.json"
+
+    @property
+    def config(self) -> dict:
+        """The config as of now; setting a key on it records that key (like :meth:`add_config`)."""
+        cfg = {k: v for k, v in vars(self.args).items() if k not in self._UNRECORDED}
+        cfg.update(self._extra)
+        return _ConfigView(cfg, self._extra)
+
+    def add_config(self, **params) -> None:
+        """Record parameters that are not flags (fixed in the sim) in ``config``."""
+        self._extra.update(params)
 
     def write(self, results: dict, status: str = "ok") -> Path:
         body = {"status": status, **results, **run_metadata(self.config)}
-        path = self.dir / "results.json"
-        atomic_write_json(path, body)
-        return path
+        atomic_write_json(self.results_path, body)
+        return self.results_path
 
     def savefig(self, fig) -> Path:
         atomic_savefig(fig, self.figure)
@@ -221,7 +361,13 @@ def progress_callback(total_steps: int, *, enabled: bool, desc: str = "") -> tup
         return (lambda step, model: None), (lambda: None)
     from tqdm import tqdm
 
-    bar = tqdm(total=total_steps, desc=desc, unit="step", file=sys.stderr, leave=False)
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        width = 0
+    # a terminal that reports no size (a bare pseudo-terminal) would get no bar: use 80 x 24
+    size = {"dynamic_ncols": True} if width > 0 else {"ncols": 80, "nrows": 24}
+    bar = tqdm(total=total_steps, desc=desc, unit="step", file=sys.stderr, leave=False, **size)
 
     def cb(step, model):
         bar.update(step - bar.n)
@@ -230,30 +376,67 @@ def progress_callback(total_steps: int, *, enabled: bool, desc: str = "") -> tup
 
 
 def check_diverged(run, *, what: str, labels=None) -> None:
-    """Raise :class:`Diverged` naming the step and concept if ``run`` produced NaN/Inf."""
+    """Raise :class:`Diverged` naming the step (1-based) and concept if ``run`` produced NaN/Inf
+    (``run.diverged_step >= 0``; for a vmapped run, the first diverged member is named)."""
     import numpy as np
 
-    step = int(np.max(np.asarray(run.diverged_step)))
-    if step < 0:
+    steps = np.asarray(run.diverged_step).ravel()
+    if not np.any(steps >= 0):
         return
-    concept = int(np.max(np.asarray(run.diverged_concept)))
+    i = int(np.argmax(steps >= 0))
+    step = int(steps[i])
+    concept = int(np.asarray(run.diverged_concept).ravel()[i])
     label = f" ({labels[concept]})" if labels is not None and concept >= 0 else ""
-    raise Diverged(f"{what} diverged (NaN/Inf) at step {step + 1}, concept {concept}{label}")
+    member = f" [run {i} of {steps.size}]" if steps.size > 1 else ""
+    raise Diverged(f"{what} diverged (NaN/Inf) at step {step + 1}, concept {concept}{label}{member}")
 
 
-def run_main(main: Callable[[list[str] | None], int | None], argv=None) -> int:
-    """Run a sim's ``main`` with the lab's exit-status contract (0 ok, 1 diverged, 2 bad input)."""
-    t0 = time.time()
+def _close_progress_bars() -> None:
+    """Close (and so erase) any open tqdm bar before a final message is printed under it."""
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        return
+    for bar in list(getattr(std.tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def run_main(main: Callable[[list[str] | None], int | None], argv=None, *, prog: str | None = None) -> int:
+    """Run a sim's ``main`` with the lab's exit-status contract: 0 ok, 1 diverged, 2 bad input,
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Each failure is one line on stderr,
+    ``<prog>: error: <what>`` (``prog`` defaults to the script's file name)."""
+    prog = prog or Path(sys.argv[0]).name or "normflow"
+
+    def on_term(signum, frame):
+        raise _Terminated()
+
+    previous = None
+    with contextlib.suppress(ValueError):  # not in the main thread: leave SIGTERM alone
+        previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        main(argv)
+        rc = main(argv)
     except UsageError as e:
-        print(str(e).splitlines()[0], file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {_first_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
     except Diverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        where = f"; what was recorded up to then is in {os.fspath(e.path)}" if e.path else ""
+        print(f"{prog}: error: {_first_line(e)}{where}", file=sys.stderr)
+        return EXIT_DIVERGED
     except ValueError as e:  # the library's own argument checks
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    del t0
-    return 0
+        print(f"{prog}: error: {_first_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, _Terminated)
+        _close_progress_bars()
+        print(f"{prog}: interrupted ({'SIGTERM' if terminated else 'SIGINT'}): stopped before the results were complete; "
+              "no partial file was written", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return rc if isinstance(rc, int) and not isinstance(rc, bool) else EXIT_OK

@@ -39,8 +39,8 @@ HOLDS_TOL = 0.10  # |relative error| per level below which the output says the f
 
 
 def build_parser():
-    p = cli.make_parser("ode_vs_adam.py", __doc__.splitlines()[0])
-    cli.add_optimizer_args(p, optimizer="adam", steps=6000, batch_size=64)
+    p = cli.make_parser("ode_vs_adam.py", " ".join(__doc__.split("\n\n")[0].split()))
+    cli.add_optimizer_args(p, optimizer="adam", steps=6000, batch_size=64, defaults=DEFAULTS)
     cli.add_task_args(p, dim=32, depth=3, branching=4)
     p.add_argument("--momentum", type=float, default=0.9, help="heavy-ball β / Adam β1")
     p.add_argument("--b2", type=float, default=0.999, help="Adam β2")
@@ -120,15 +120,17 @@ def main(argv=None):
     args.weight_decay = wd0 if args.weight_decay is None else args.weight_decay
     if args.quick:
         args.steps = min(args.steps, 1500)
-    from normflow.optimizers import check_optimizer_args
-
-    try:
-        check_optimizer_args(name, args.lr, args.weight_decay, args.steps, args.batch_size)
-    except ValueError as e:
-        raise cli.UsageError(str(e)) from None
-    if not 0 <= args.momentum < 1 or not 0 <= args.b2 < 1:
-        raise cli.UsageError(f"--momentum/--b2 must be in [0, 1), got {args.momentum}, {args.b2}")
+    cli.check_optimizer(args)
+    for flag, v in (("--momentum", args.momentum), ("--b2", args.b2)):
+        if not 0 <= v < 1:
+            raise cli.UsageError(f"{flag}: must be in [0, 1), got {v}")
     out = cli.Output(args, f"ode_vs_{name}")
+    chunks = 6 if args.quick else 10
+    se_batches = 64 if args.quick else 128
+    n_full = 256
+    # Fixed in this script but needed to repeat the run (pW² is measured at the chunk boundaries).
+    out.add_config(loss="info_nce", eps=1e-8, save_steps=96, n_full=n_full, source_energy_batches=se_batches,
+                   chunks=chunks, ode_rtol=1e-6, ode_atol=1e-8)
 
     import jax
     import jax.numpy as jnp
@@ -143,12 +145,10 @@ def main(argv=None):
     depth = np.asarray(task.depth)
     levels = sorted(set(depth.tolist()))
     labels = [f"depth {int(l)}" for l in depth]
-    n_full = 256
 
     # (b) the optimizer, with pW² measured at the chunk boundaries (THEORY §1).
     checkpoints = []
     bar, close = cli.progress_callback(args.steps, enabled=not args.quiet, desc=name)
-    se_batches = 64 if args.quick else 128
 
     def on_chunk(step, model):
         bar(step, model)
@@ -156,7 +156,6 @@ def main(argv=None):
                               num_batches=se_batches)
         checkpoints.append((step, np.asarray(se.pw2, float), np.asarray(se.source_norm, float)))
 
-    chunks = 6 if args.quick else 10
     t0 = time.time()
     run = nf.train(task, name, lr=args.lr, weight_decay=args.weight_decay, steps=args.steps, batch_size=args.batch_size,
                    key=k_run, momentum=args.momentum, b1=args.momentum, b2=args.b2, save_steps=96, n_full=n_full,
@@ -169,10 +168,11 @@ def main(argv=None):
         cli.check_diverged(run, what=f"{name} (lr={args.lr}, weight_decay={args.weight_decay})", labels=labels)
     except cli.Diverged as e:
         ok = steps <= int(run.diverged_step)
-        out.write({"optimizer": name, "message": str(e), "diverged_step": int(run.diverged_step) + 1,
-                   "diverged_concept": int(run.diverged_concept),
-                   "recorded": {"steps": steps[ok], "norms_by_level": [norms[ok][:, depth == l].mean(1) for l in levels]}},
-                  status="diverged")
+        e.path = out.write({"optimizer": name, "message": str(e), "diverged_step": int(run.diverged_step) + 1,
+                            "diverged_concept": int(run.diverged_concept),
+                            "recorded": {"steps": steps[ok],
+                                         "norms_by_level": [norms[ok][:, depth == l].mean(1) for l in levels]}},
+                           status="diverged")
         raise
 
     # (a) gradient flow from the same initialisation on the same fixed data set. With decay the

@@ -1,0 +1,128 @@
+"""``normflow`` (console script) and ``python -m normflow``: list the sims, or run one.
+
+    normflow --help                  # the sims, one line each
+    normflow <sim> [flags]           # runs sims/<sim>.py's main(argv), e.g. normflow ode_vs_adam --quick
+    normflow <sim> --help            # that sim's flags, with defaults
+
+The sims live in the ``sims/`` folder of the source checkout (the package is installed
+editable, so it is ``normflow/../sims``); ``NORMFLOW_SIMS`` points elsewhere. Listing reads
+each script's docstring without running it.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["main", "sims_dir", "list_sims"]
+
+_SUMMARY_WIDTH = 96
+
+
+def sims_dir() -> Path | None:
+    """The folder holding the sim scripts, or None if there is none."""
+    env = os.environ.get("NORMFLOW_SIMS")
+    d = Path(env) if env else Path(__file__).resolve().parent.parent / "sims"
+    return d if d.is_dir() else None
+
+
+def _summary(path: Path) -> str:
+    """The first sentence of the script's docstring (read, not executed), shortened to one line."""
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError, UnicodeDecodeError) as e:
+        return f"(cannot read: {type(e).__name__})"
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    # the first sentence: a period before a capital letter, not after an abbreviation ("Fig. 3")
+    end = next((m.start() for m in re.finditer(r"\.\s+(?=[A-Z(])", para)
+                if not re.search(r"(\b\w|\b(?:Fig|Figs|Eq|Sec|e\.g|i\.e|cf|vs|etc))$", para[: m.start()])), None)
+    text = para if end is None else para[: end + 1]
+    if len(text) <= _SUMMARY_WIDTH:
+        return text
+    return text[: _SUMMARY_WIDTH].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
+def list_sims(d: Path) -> dict[str, Path]:
+    """``{name: path}`` for every ``sims/*.py`` not starting with '_', sorted by name."""
+    return {p.stem: p for p in sorted(d.glob("*.py")) if not p.name.startswith("_")}
+
+
+def _help(d: Path, sims: dict[str, Path]) -> str:
+    from . import __version__
+
+    width = max((len(n) for n in sims), default=0)
+    lines = [
+        "usage: normflow <sim> [flags]      (also: python -m normflow <sim> [flags])",
+        "       normflow <sim> --help       (that sim's flags and their defaults)",
+        "",
+        f"normflow {__version__}: a JAX lab for how optimizer dynamics write the training signal into the",
+        "norms of scale-invariant (cosine) embeddings.",
+        "",
+        f"sims (in {d}):",
+        *([f"  {n:<{width}}  {_summary(p)}" for n, p in sims.items()] or ["  (none)"]),
+        "",
+        "flags every sim takes: --seed N (same seed -> identical results.json), --out DIR, --force",
+        "(overwrite a folder holding results.json), --quick (small run), --quiet (no progress bar),",
+        "--x64, --figures DIR.",
+        "exit status: 0 ok, 1 the run diverged (results.json has \"status\": \"diverged\"), 2 bad input",
+        "(one line on stderr, nothing written), 130 interrupted.",
+    ]
+    return "\n".join(lines)
+
+
+def _load_main(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(f"normflow_sim_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # a sim may import a helper beside it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        with_path = str(path.parent)
+        if sys.path and sys.path[0] == with_path:
+            sys.path.pop(0)
+    return getattr(module, "main", None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 diverged, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    d = sims_dir()
+    if d is None:
+        where = os.environ.get("NORMFLOW_SIMS") or str(Path(__file__).resolve().parent.parent / "sims")
+        print(f"normflow: no sims/ folder found at {where} (run from a source checkout, or set NORMFLOW_SIMS)",
+              file=sys.stderr)
+        return 2
+    sims = list_sims(d)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_help(d, sims), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from . import __version__
+
+        print(f"normflow {__version__}")
+        return 0
+    name = argv[0].removesuffix(".py").replace("-", "_")
+    if name not in sims:
+        close = difflib.get_close_matches(name, sims, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"normflow: unknown sim {argv[0]!r}{hint}; available: {', '.join(sims) or 'none'}", file=sys.stderr)
+        return 2
+    from . import cli
+
+    sim_main = _load_main(name, sims[name])
+    if not callable(sim_main):
+        print(f"normflow: {sims[name]} defines no main(argv)", file=sys.stderr)
+        return 2
+    try:
+        return cli.run_main(sim_main, argv[1:], prog=f"normflow {name}")
+    except SystemExit as e:  # --help, or a sim that exits by itself
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
