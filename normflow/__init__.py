@@ -7,6 +7,8 @@ Time convention, everywhere: continuous time ``t = η · step``.
 from importlib import metadata as _metadata
 
 from . import losses, measure, models, optimizers, retrieval, tasks, theory, trajectory
+from . import defaults, stats
+from .defaults import DEFAULTS
 from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
 from .losses import LOSSES, get_loss, info_nce, siglip, symmetric_info_nce
 from .models import ConceptMLP, DualEncoder, EmbeddingTable
@@ -31,3 +33,4 @@ __all__ = [
     "source_energy", "split_update",
 ]
 __all__ += ["grid", "sweep"]
+__all__ += ["DEFAULTS", "defaults", "stats"]

@@ -21,20 +21,8 @@ import numpy as np
 
 from normflow import cli
 
-# Per-optimizer defaults chosen inside THEORY §11's regime (small ε and ηλ, several
-# relaxation times within the run): (lr, weight_decay).
-DEFAULTS = {
-    "gd": (0.5, 0.0),
-    "sgd": (0.5, 1e-3),
-    "sgd_l2": (0.5, 1e-3),
-    "sgdm": (0.05, 1e-3),
-    "sgdmw": (0.05, 1e-2),
-    "sgdp": (0.05, 1e-2),
-    "adam": (1e-2, 0.0),
-    "adamw": (1e-2, 0.05),
-    "adam_l2": (1e-2, 0.05),
-    "adamp": (1e-2, 0.05),
-}
+from normflow.defaults import DEFAULTS  # noqa: E402  per-optimizer (lr, weight_decay), THEORY §11's regime
+
 HOLDS_TOL = 0.10  # |relative error| per level below which the output says the formula holds
 
 
