@@ -28,6 +28,9 @@ class SourceEnergy(eqx.Module):
     source ``s = R ∇ₓL`` has mean ``s̄`` and covariance trace ``V²``; ``W² = |s̄|² + V²``.
     ``pw2 = p W²`` is the per-step energy (a step without the concept contributes zero), the
     quantity in THEORY §5–§7; ``pv2 = p V²`` is its variance part (THEORY §6, Fig. 2).
+    ``energy_var`` is the variance over steps of the per-step energy ``|s_k|²`` (zeros
+    included): a sum of T steps' energies fluctuates by ``sqrt(T·energy_var)`` around
+    ``T·pW²``, which sets how closely one run can follow the expected imprint (THEORY §5).
     """
 
     p: Float[Array, " N"]
@@ -35,6 +38,7 @@ class SourceEnergy(eqx.Module):
     mean_sq: Float[Array, " N"]
     var: Float[Array, " N"]
     source_norm: Float[Array, " N"]
+    energy_var: Float[Array, " N"]
 
     @property
     def pv2(self) -> Float[Array, " N"]:
@@ -70,6 +74,8 @@ def _source_stats(model, task, keys, batch_size, loss):
         return r[:, None] * g, present  # source at unit radius: s = R ∇ₓL (∇ₓL ∝ 1/R)
 
     s, present = jax.lax.map(one, keys)  # [K, N, d], [K, N]
+    energy = jnp.sum(s * s, axis=-1)  # [K, N], zero where absent
+    energy_var = jnp.var(energy, axis=0, ddof=1)
     k_present = jnp.sum(present, axis=0)
     p = k_present / keys.shape[0]
     n = jnp.maximum(k_present, 1)[:, None]
@@ -79,7 +85,8 @@ def _source_stats(model, task, keys, batch_size, loss):
     # unbiased conditional variance: (E|s|² - |s̄|²) · n/(n-1)
     corr = k_present / jnp.maximum(k_present - 1, 1)
     var = jnp.maximum(sq - mean_sq, 0.0) * corr
-    return SourceEnergy(p=p, pw2=p * (mean_sq + var), mean_sq=mean_sq, var=var, source_norm=jnp.sqrt(sq))
+    return SourceEnergy(p=p, pw2=p * (mean_sq + var), mean_sq=mean_sq, var=var, source_norm=jnp.sqrt(sq),
+                        energy_var=energy_var)
 
 
 def source_energy(model, task, *, key: PRNGKeyArray, batch_size: int, num_batches: int = 256, loss="info_nce") -> SourceEnergy:
