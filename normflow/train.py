@@ -244,7 +244,9 @@ def train(
         callback: optional ``callback(step, model)`` called at step 0 and after each chunk
             (progress bars, or measurements such as the source energy along the run).
         chunks: split the compiled scan into this many calls at recorded steps; results are
-            identical to one call (the same compiled program runs each chunk).
+            identical to one call (the same compiled program runs each chunk). With several
+            chunks a diverged run stops at the end of the chunk where it diverged; the records
+            after that are NaN.
 
     Returns:
         A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``,
@@ -277,6 +279,11 @@ def train(
         state, out = fn(state, jnp.asarray(rec[sl], jnp.int32), jnp.asarray(npl[sl], jnp.int32), jnp.asarray(act[sl]),
                         static, task, hyper, k_data, fixed)
         outs.append(out)
+        if chunks > 1 and int(state.bad_step) >= 0:
+            # diverged: the rest would only repeat the frozen state; mark it NaN and stop
+            rest = (chunks - c - 1) * per
+            outs.append(tuple(jnp.full((rest,) + o.shape[1:], jnp.nan, o.dtype) for o in out))
+            break
         if callback is not None:
             callback(int(s[min((c + 1) * per, m)]), eqx.combine(state.params, static))
     out = [jnp.concatenate(parts, axis=0)[:m] for parts in zip(*outs)]

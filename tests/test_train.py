@@ -93,6 +93,13 @@ def test_divergence_is_caught_and_record_kept(small_task):
     assert int(run.diverged_step) >= 0 and 0 <= int(run.diverged_concept) < task32.num_concepts
     assert run.diverged
     assert np.all(np.isfinite(run.norms))  # parameters frozen before the bad update
+    # chunked: stops after the chunk that diverged; the records before it are kept, the rest NaN
+    chunked = nf.train(task32, "sgd", lr=1e30, steps=50, key=jax.random.key(1), batch_size=16, save_steps=np.arange(51),
+                       chunks=5)
+    assert int(chunked.diverged_step) == int(run.diverged_step)
+    s = np.asarray(chunked.steps)
+    assert np.all(np.isfinite(np.asarray(chunked.norms)[s <= int(chunked.diverged_step)]))
+    assert np.all(np.isnan(np.asarray(chunked.norms)[s > 10]))
 
 
 @pytest.mark.parametrize(
