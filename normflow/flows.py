@@ -16,6 +16,8 @@ All return a :class:`~normflow.trajectory.Trajectory` with ``steps=None``; its `
 
 from __future__ import annotations
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -25,6 +27,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .losses import get_loss
+from .measure import split_update
 from .models import EmbeddingTable
 from .train import default_model, full_batch
 from .trajectory import Trajectory
@@ -45,17 +48,17 @@ def _setup(task, key, model, loss, n_samples):
     if model is None:
         model = default_model(task, k_model)
     data = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_samples)
-    loss_fn = get_loss(loss)
     params, static = eqx.partition(model, eqx.is_inexact_array)
+    return model, data, params, static, get_loss(loss)
 
-    def loss_of(p, batch):
-        m = eqx.combine(p, static)
-        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
 
-    def concepts_of(p):
-        return eqx.combine(p, static).concept_embeddings()
+def _loss_of(p, static, task, batch, loss_fn):
+    m = eqx.combine(p, static)
+    return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
 
-    return model, data, params, loss_of, concepts_of
+
+def _concepts_of(p, static):
+    return eqx.combine(p, static).concept_embeddings()
 
 
 def _record(ts, ys, velocity, concepts_of, loss_at, weight_decay) -> Trajectory:
@@ -63,11 +66,8 @@ def _record(ts, ys, velocity, concepts_of, loss_at, weight_decay) -> Trajectory:
 
     def one(p):
         x, dx = jax.jvp(concepts_of, (p,), (velocity(p),))
-        u = -dx - weight_decay * x
-        r = jnp.sqrt(jnp.sum(x * x, axis=-1))
-        u_r = jnp.sum(u * x, axis=-1) / r
-        u_sq = jnp.sum(u * u, axis=-1)
-        return r, u_r, jnp.sqrt(jnp.maximum(u_sq - u_r**2, 0.0)), u_sq, loss_at(p)
+        u_r, ang, u_sq = split_update(x, -dx - weight_decay * x)
+        return jnp.sqrt(jnp.sum(x * x, axis=-1)), u_r, ang, u_sq, loss_at(p)
 
     r, u_r, ang, u_sq, loss = jax.lax.map(one, ys)
     bad = ~jnp.isfinite(r)
@@ -80,15 +80,39 @@ def _record(ts, ys, velocity, concepts_of, loss_at, weight_decay) -> Trajectory:
     )
 
 
-def _solve_ode(velocity, params, ts, rtol, atol, max_steps, solver):
-    term = diffrax.ODETerm(lambda t, y, args: velocity(y))
+@eqx.filter_jit
+def _flow_solve(params, static, task, data, loss_fn, lam, lr, ts, rtol, atol, max_steps, solver, modified):
+    """One compiled program per (model structure, loss, solver, tolerances, modified?): the
+    data, λ, η and save times are traced, so repeated calls do not recompile."""
+
+    def velocity(p):
+        g = jax.grad(_loss_of)(p, static, task, data, loss_fn)
+        if not modified:
+            return jax.tree_util.tree_map(lambda gi, pi: -gi - lam * pi, g, p)
+        x, gx = p.weight, g.weight
+        coef = 0.5 * lr * jnp.sum(gx * gx, axis=-1, keepdims=True) / jnp.sum(x * x, axis=-1, keepdims=True)
+        return eqx.tree_at(lambda m: m.weight, p, -gx + coef * x - lam * x)
+
     sol = diffrax.diffeqsolve(
-        term, solver, t0=ts[0], t1=ts[-1], dt0=None, y0=params,
-        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        diffrax.ODETerm(lambda t, y, args: velocity(y)), solver, t0=ts[0], t1=ts[-1], dt0=None, y0=params,
+        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
     )
-    return sol
+    traj = _record(ts, sol.ys, velocity, lambda p: _concepts_of(p, static),
+                   lambda p: _loss_of(p, static, task, data, loss_fn), lam)
+    return traj, sol
+
+
+def _run_flow(task, key, model, loss, n_samples, ts, lam, lr, rtol, atol, max_steps, solver, modified):
+    model, data, params, static, loss_fn = _setup(task, key, model, loss, n_samples)
+    if modified and not isinstance(model, EmbeddingTable):
+        raise ValueError(f"modified_flow needs the free EmbeddingTable, got {type(model).__name__}")
+    dtype = task.dtype
+    ts = jnp.asarray(ts, dtype)
+    traj, sol = _flow_solve(params, static, task, data, loss_fn, jnp.asarray(lam, dtype), jnp.asarray(lr, dtype),
+                            ts, rtol, atol, max_steps, solver, modified)
+    last = jax.tree_util.tree_map(lambda y: y[-1], sol.ys)
+    return dataclasses.replace(traj, model=eqx.combine(last, static)), sol
 
 
 def gradient_flow(
@@ -114,32 +138,21 @@ def gradient_flow(
     and the initial model is the same too.
 
     ``ts``: save times (default :func:`log_times`); ``solver`` default ``Tsit5``. Use
-    :func:`gradient_flow_solution` to also get the raw Diffrax solution (solver statistics).
+    :func:`gradient_flow_solution` to also get Diffrax's solver statistics.
     """
-    return _gradient_flow(task, t1, key, model, loss, weight_decay, n_samples, ts, rtol, atol, max_steps, solver)[0]
+    return gradient_flow_solution(task, t1, key=key, model=model, loss=loss, weight_decay=weight_decay,
+                                  n_samples=n_samples, ts=ts, rtol=rtol, atol=atol, max_steps=max_steps, solver=solver)[0]
 
 
 def gradient_flow_solution(task, t1, *, key, model=None, loss="info_nce", weight_decay=0.0, n_samples=512, ts=None,
                            rtol=1e-6, atol=1e-8, max_steps=100_000, solver=None):
-    """Like :func:`gradient_flow` but returns ``(trajectory, diffrax_solution)`` (for solver stats)."""
-    return _gradient_flow(task, t1, key, model, loss, weight_decay, n_samples, ts, rtol, atol, max_steps, solver)
-
-
-def _gradient_flow(task, t1, key, model, loss, weight_decay, n_samples, ts, rtol, atol, max_steps, solver):
+    """Like :func:`gradient_flow` but returns ``(trajectory, solution)``: the Diffrax solution,
+    whose ``stats`` hold ``num_steps``, ``num_accepted_steps``, ``num_rejected_steps``."""
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    model, data, params, loss_of, concepts_of = _setup(task, key, model, loss, n_samples)
     ts = log_times(t1) if ts is None else np.asarray(ts, dtype=float)
-    lam = weight_decay
-
-    def velocity(p):
-        g = jax.grad(loss_of)(p, data)
-        return jax.tree_util.tree_map(lambda gi, pi: -gi - lam * pi, g, p)
-
     solver = diffrax.Tsit5() if solver is None else solver
-    sol = eqx.filter_jit(_solve_ode)(velocity, params, ts, rtol, atol, max_steps, solver)
-    traj = eqx.filter_jit(_record)(ts, sol.ys, velocity, concepts_of, lambda p: loss_of(p, data), lam)
-    return traj, sol
+    return _run_flow(task, key, model, loss, n_samples, ts, weight_decay, 0.0, rtol, atol, max_steps, solver, False)
 
 
 def modified_flow(
@@ -168,20 +181,9 @@ def modified_flow(
     """
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    model, data, params, loss_of, concepts_of = _setup(task, key, model, loss, n_samples)
-    if not isinstance(model, EmbeddingTable):
-        raise ValueError(f"modified_flow needs the free EmbeddingTable, got {type(model).__name__}")
     ts = log_times(t1) if ts is None else np.asarray(ts, dtype=float)
-    lam = weight_decay
-
-    def velocity(p):
-        g = jax.grad(loss_of)(p, data)
-        x, gx = p.weight, g.weight
-        coef = 0.5 * lr * jnp.sum(gx * gx, axis=-1, keepdims=True) / jnp.sum(x * x, axis=-1, keepdims=True)
-        return eqx.tree_at(lambda m: m.weight, p, -gx + coef * x - lam * x)
-
-    sol = eqx.filter_jit(_solve_ode)(velocity, params, ts, rtol, atol, max_steps, diffrax.Tsit5())
-    return eqx.filter_jit(_record)(ts, sol.ys, velocity, concepts_of, lambda p: loss_of(p, data), lam)
+    return _run_flow(task, key, model, loss, n_samples, ts, weight_decay, lr, rtol, atol, max_steps, diffrax.Tsit5(),
+                     True)[0]
 
 
 def sde_flow(
