@@ -257,6 +257,9 @@ def main(argv=None):
     ax2.set_yscale("log")
     ax2.set_xlabel("training step k")
     ax2.set_ylabel("|u_r| / |P u|  (radial / angular update)")
+    floor = 100 * np.finfo(np.asarray(run.norms).dtype).eps
+    ax2.axhline(floor, color="gray", lw=0.8, ls=":")
+    ax2.text(x[1], floor * 1.15, f"rounding floor ({np.asarray(run.norms).dtype})", fontsize=7, color="gray")
     ax2.set_title("radial vs angular part of the update (THEORY §2)", fontsize=9)
     ax2.legend(fontsize=7)
     fig.suptitle(verdict, fontsize=8, color="green" if holds else "firebrick")
