@@ -198,15 +198,26 @@ def sweep(
         # make_array_from_callback builds a global array, also when devices span processes.
         return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
+    replicated = NamedSharding(mesh, P())
+
+    def put_replicated(x):
+        # task and model arrays: the same global value on every device (also across processes)
+        if not eqx.is_array(x):
+            return x
+        a = np.asarray(x)
+        return jax.make_array_from_callback(a.shape, replicated, lambda idx: a[idx])
+
+    task_g = jax.tree_util.tree_map(put_replicated, task)
+    model_g = None if model is None else jax.tree_util.tree_map(put_replicated, model)
     dtype = task.dtype
     hyper = Hyper(*(put(np.asarray(hp[name], dtype=dtype)) for name in _HYPER_NAMES))
     kd = put(key_data)
-    out = _run(task, model, hyper, kd, impl=impl, optimizer=optimizer, steps=int(steps), save_steps=tuple(int(x) for x in s),
+    out = _run(task_g, model_g, hyper, kd, impl=impl, optimizer=optimizer, steps=int(steps), save_steps=tuple(int(x) for x in s),
                batch_size=int(batch_size), loss_fn=loss_fn, n_full=int(n_full), mesh=mesh)
     if padded > n:
         # A length-C axis cannot be split evenly over the devices: drop the padding and
         # return the (small) record replicated on every device.
-        out = _unpad(out, n=n, replicated=NamedSharding(mesh, P()))
+        out = _unpad(out, n=n, replicated=replicated)
     return out
 
 
