@@ -6,7 +6,7 @@ Time convention, everywhere: continuous time ``t = η · step``.
 
 from importlib import metadata as _metadata
 
-from . import losses, measure, models, optimizers, retrieval, tasks, theory, trajectory
+from . import benchmark, losses, measure, models, optimizers, retrieval, tasks, theory, trajectory
 from . import defaults, stats
 from .defaults import DEFAULTS
 from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
@@ -34,3 +34,4 @@ __all__ = [
 ]
 __all__ += ["grid", "sweep"]
 __all__ += ["DEFAULTS", "defaults", "stats"]
+__all__ += ["benchmark"]
