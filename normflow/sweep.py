@@ -243,7 +243,7 @@ def _run(task, model, hyper, key_data, *, impl, optimizer, steps, save_steps, ba
         return simulate(m, task, optimizer, hyper, k_data, steps=steps, save_steps=s, batch_size=batch_size,
                         loss_fn=loss_fn, fixed_batch=fixed)
 
-    out = jax.vmap(one)(hyper, key_data)
+    out = eqx.filter_vmap(one)(hyper, key_data)  # non-array leaves (activations) pass through
     return jax.tree_util.tree_map(
         lambda a: jax.lax.with_sharding_constraint(a, sharding) if eqx.is_array(a) and a.ndim else a, out
     )

@@ -146,3 +146,20 @@ def test_four_device_run_equals_one_device_and_is_sharded(small_task, four_devic
         # Observed bit-identical; asserted to the float64 tolerance ATOL.
         np.testing.assert_allclose(four[f], np.asarray(getattr(one, f)), rtol=0, atol=ATOL, err_msg=f)
     np.testing.assert_allclose(four["six"], np.asarray(one.norms)[:6], rtol=0, atol=ATOL)
+
+
+def test_sweep_network_model_with_static_parts():
+    """A model with non-array parts (the MLP's activation functions) sweeps like the table."""
+    import jax
+    import numpy as np
+
+    import normflow as nf
+
+    task = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0))
+    m = nf.DualEncoder(task.num_concepts, 8, key=jax.random.key(1), hidden=16)
+    out = nf.sweep(task, "sgd", lr=np.array([0.1, 0.2]), weight_decay=np.array([0.0, 1e-3]), seeds=np.array([0, 1]),
+                   steps=20, batch_size=8, model=m)
+    one = nf.train(task, "sgd", lr=0.2, weight_decay=1e-3, steps=20, batch_size=8, key=jax.random.key(1), model=m,
+                   save_steps=np.asarray(out.steps[1]))
+    assert out.norms.shape == (2, one.norms.shape[0], task.num_concepts)
+    np.testing.assert_allclose(out.norms[1], one.norms, rtol=1e-5)
