@@ -114,7 +114,7 @@ def add_optimizer_args(p: argparse.ArgumentParser, *, optimizer: str | None, ste
     p.add_argument("--optimizer", type=str, default=optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--lr", type=float, default=None, help=f"learning rate η > 0 (default {per(0)})")
     p.add_argument("--weight-decay", type=float, default=None, help=f"weight decay λ >= 0 (default {per(1)})")
-    p.add_argument("--steps", type=int, default=steps, help="training steps")
+    p.add_argument("--steps", type=int, default=steps, help="training steps" + ("" if steps else " (default: per optimizer)"))
     p.add_argument("--batch-size", type=int, default=batch_size, help="minibatch size")
 
 
