@@ -18,6 +18,9 @@ from .measure import SourceEnergy, radial_drift, source_energy, split_update
 from .train import default_model, full_batch, simulate, train
 from .sweep import grid, sweep
 from .trajectory import Trajectory, log_steps
+from . import balance, ntk
+from .balance import BalanceTerms, balance_terms
+from .ntk import radial_votes
 
 try:
     __version__ = _metadata.version("normflow")
@@ -35,3 +38,4 @@ __all__ = [
 __all__ += ["grid", "sweep"]
 __all__ += ["DEFAULTS", "defaults", "stats"]
 __all__ += ["benchmark"]
+__all__ += ["balance", "ntk", "BalanceTerms", "balance_terms", "radial_votes"]
