@@ -114,17 +114,16 @@ def main(argv=None):
     out = cli.Output(args, "frequency")
     out.add_config(loss="info_nce", eps=1e-8, adamw_b2=list(ADAMW_B2), context_noise=0.3, leaves_per_concept=16)
 
-    import importlib
-
+    
     import jax
     import jax.numpy as jnp
 
     import normflow as nf
     from normflow import stats, theory as th
 
-    unroll = getattr(importlib.import_module("normflow.sweep"), "unroll_cpu_threefry", None)
-    if unroll is not None and jax.default_backend() == "cpu":
-        unroll()  # bit-identical random numbers, faster CPU code
+    from normflow.sweep import unroll_cpu_threefry
+
+    unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
 
     t_start = time.time()
     dtype = jnp.float64 if args.x64 else jnp.float32

@@ -163,16 +163,15 @@ def main(argv=None):
     out = cli.Output(args, "lambda_sweep")
     out.add_config(loss="info_nce", eps=1e-8, model="EmbeddingTable(init_norm=1)", task="HierarchicalTask")
 
-    import importlib
-
+    
     import jax
     import jax.numpy as jnp
 
     import normflow as nf
 
-    unroll = getattr(importlib.import_module("normflow.sweep"), "unroll_cpu_threefry", None)
-    if unroll is not None and jax.default_backend() == "cpu":
-        unroll()  # bit-identical random numbers, faster CPU code
+    from normflow.sweep import unroll_cpu_threefry
+
+    unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
 
     t_start = time.time()
     dtype = jnp.float64 if args.x64 else jnp.float32

@@ -146,8 +146,7 @@ def main(argv=None):
     resolve(args)
     out = cli.Output(args, "specificity")
 
-    import importlib
-
+    
     import jax
     import jax.numpy as jnp
 
@@ -155,9 +154,9 @@ def main(argv=None):
     from normflow import stats
     from normflow.defaults import DEFAULTS
 
-    unroll = getattr(importlib.import_module("normflow.sweep"), "unroll_cpu_threefry", None)
-    if unroll is not None and jax.default_backend() == "cpu":
-        unroll()  # bit-identical random numbers, faster CPU code
+    from normflow.sweep import unroll_cpu_threefry
+
+    unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
     out.add_config(loss="info_nce", eps=1e-8, n_full=256, defaults={n: DEFAULTS[n] for n in args.optimizers},
                    flat_context_noise=0.3, direction_threshold=DIRECTION_THRESHOLD)
 
