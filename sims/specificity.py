@@ -271,7 +271,7 @@ def main(argv=None):
     ax.set_xlabel("depth in the hierarchy (0 = most generic)")
     ax.set_ylabel("mean norm per level / mean norm of all concepts")
     ax.set_yscale("log")
-    ax.set_title("hierarchy (dashed: theory (pW²)^¼ for the SGD family; gray: Adam family, ratio 1)", fontsize=8)
+    ax.set_title("hierarchy (dashed: theory (pW²)^¼ for the SGD family; gray dashed line at 1: Adam-family theory)", fontsize=8)
     ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
     flat = tasks["flat"]
