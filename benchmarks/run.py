@@ -9,13 +9,16 @@ reported separately from run time. The last line of output is one JSON object wi
 ``small_sweep_vs_python_loop``, ``small_sweep_vs_torch`` (null without PyTorch) and
 ``ode_vs_rk4``, (the line before it holds every raw figure behind them).
 
+Everything runs as the lab's sims run: on CPU with ``normflow.sweep.unroll_cpu_threefry()``
+(JAX's unrolled Threefry lowering; bit-identical random numbers, faster CPU code).
+
 1. standard: FlatTask(1024 concepts, dim 64), batch 256, float32, SGD with decoupled decay,
-   norms recorded (16 log-spaced saves), through ``nf.train``. FLOPs counted: the logits matmul,
-   forward 2·B·B·d and backward 2x that, i.e. 6·B²·d per step. Roofline: the best GFLOP/s of a
-   jitted float32 square matmul (n = 512…2048) measured here. Also measured, as extra keys:
-   the same with ``normflow.sweep.unroll_cpu_threefry()`` (bit-identical random numbers, faster
-   CPU code) and with an inverse-CDF concept sampler (see ``CdfFlatTask``), which shows what
-   the Gumbel-max ``jax.random.categorical`` over 1,024 concepts costs.
+   norms recorded (16 log-spaced saves over 1,000 steps), through ``nf.train``. FLOPs counted:
+   the logits matmul, forward 2·B·B·d and backward 2x that, i.e. 6·B²·d per step (the free
+   table needs only one of the two backward matmuls: contexts are data). Roofline: the best
+   GFLOP/s of a jitted float32 square matmul (n = 512…2048) measured here. Also measured: the
+   same run under JAX's stock (rolled) CPU Threefry lowering, and the sampler and the two
+   matmuls alone in the same loop form (where the time goes).
 2. small: HierarchicalTask(depth=2, branching=8) (72 concepts), dim 32, batch 64, 64 configs
    (4 lr x 4 weight decays x 4 seeds) through ``nf.sweep`` vs (a) a Python loop calling one
    jitted training step (the engine's own step) per config and step, and (b) a plain PyTorch
@@ -43,7 +46,6 @@ import numpy as np
 
 import normflow as nf
 from normflow.sweep import unroll_cpu_threefry
-from normflow.tasks import Batch, _normalize
 
 STANDARD = dict(num_concepts=1024, dim=64, batch=256)
 REF_RTOL = 1e-8
@@ -95,25 +97,6 @@ def matmul_roofline(quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- standard task
-class CdfFlatTask(nf.FlatTask):
-    """FlatTask whose concept ids are drawn by inverse CDF (one uniform per slot) instead of
-    Gumbel-max over all concepts (N uniforms + 2 logs + an argmax per slot). Same distribution,
-    different random stream. Benchmark-only: it shows the cost of the library's sampler."""
-
-    def sample(self, key, batch_size):
-        k_c, k_leaf, k_noise = jax.random.split(key, 3)
-        cdf = jnp.cumsum(self.weights)
-        u = jax.random.uniform(k_c, (batch_size,), self.dtype) * cdf[-1]
-        concepts = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), self.num_concepts - 1).astype(jnp.int32)
-        u = jax.random.uniform(k_leaf, (batch_size,), dtype=self.dtype)
-        count = self.leaf_count[concepts]
-        offset = jnp.minimum(jnp.floor(u * count).astype(jnp.int32), count - 1)
-        leaf = self.leaf_lo[concepts] + offset
-        noise = jax.random.normal(k_noise, (batch_size, self.dim), dtype=self.dtype)
-        ctx = self.leaf_centers[leaf] + self.context_noise * noise / math.sqrt(self.dim)
-        return Batch(concepts=concepts, contexts=_normalize(ctx))
-
-
 def time_train(task, steps: int, repeats: int, **kw) -> dict:
     args = dict(lr=0.5, weight_decay=1e-3, batch_size=STANDARD["batch"], save_steps=16, key=jax.random.key(0)) | kw
     t = time.perf_counter()
@@ -126,20 +109,18 @@ def time_train(task, steps: int, repeats: int, **kw) -> dict:
 def bench_standard(roof: dict, quick: bool) -> dict:
     B, d = STANDARD["batch"], STANDARD["dim"]
     flop = 6 * B * B * d
-    steps = 20 if quick else 200
-    reps = 1 if quick else 2
+    steps = 50 if quick else 1000
+    reps = 1 if quick else 3
     key = jax.random.key(0)
-    out = {}
-    variants = [("stock", nf.FlatTask, False)]
-    if not quick:
-        variants += [("unrolled_rng", nf.FlatTask, True), ("cdf_sampler", CdfFlatTask, True)]
+    out = dict(steps=steps, saves=16, flop_per_step=flop)
     on_cpu = jax.default_backend() == "cpu"
-    for name, cls, unroll in variants:
-        if unroll and not on_cpu:
-            continue
+    # "lab": how the sims run (unroll_cpu_threefry() on CPU); "stock_threefry": JAX's default
+    # (rolled) CPU lowering of the Threefry hash; the random numbers are bit-identical.
+    variants = [("lab", True)] + ([("stock_threefry", False)] if on_cpu and not quick else [])
+    task = nf.FlatTask(STANDARD["num_concepts"], d, key=key)
+    for name, unroll in variants:
         if on_cpu:
             unroll_cpu_threefry(unroll)  # also clears compilation caches
-        task = cls(STANDARD["num_concepts"], d, key=key)
         r = time_train(task, steps, reps)
         r["gflops"] = flop / (r["us_per_step"] * 1e-6) / 1e9
         r["fraction_of_matmul"] = r["gflops"] / roof["peak"]
@@ -147,21 +128,28 @@ def bench_standard(roof: dict, quick: bool) -> dict:
         log(f"[standard/{name}] {r['us_per_step']:.0f} us/step, {r['gflops']:.1f} GFLOP/s = "
             f"{100 * r['fraction_of_matmul']:.1f}% of matmul roofline (compile {r['compile_s']:.1f} s, {steps} steps)")
     if on_cpu:
-        unroll_cpu_threefry(False)
-    # where the time goes (stock task): the sampler alone, in the same compiled loop form
-    task = nf.FlatTask(STANDARD["num_concepts"], d, key=key)
-    n = 10 if quick else 100
+        unroll_cpu_threefry(True)
+    # where the time goes: the sampler alone and the two matmuls alone, in the same loop form
+    n = 20 if quick else 200
+    x = jax.random.normal(jax.random.key(3), (B, d), jnp.float32)
+    y = task.sample(key, B).contexts
 
     def sampler_loop(w):
         def body(i, acc):
             b = task.sample(jax.random.fold_in(key, i), B)
-            return acc + jnp.sum(b.contexts) + jnp.sum(b.concepts)
+            return acc + b.contexts[0, 0] + b.concepts[0]
         return jax.lax.fori_loop(0, n, body, w)
 
-    f = jax.jit(sampler_loop)
-    block(f(0.0))
-    out["stock_sampler_us_per_step"] = best_time(lambda: block(f(0.0)), 2) / n * 1e6
-    log(f"[standard] stock task.sample alone: {out['stock_sampler_us_per_step']:.0f} us per batch of {B}")
+    def matmul_loop(x):  # the forward and the one backward matmul the free table needs
+        return jax.lax.fori_loop(0, n, lambda i, x: x + 1e-6 * ((x @ y.T) @ y), x)
+
+    for name, fn, arg in (("sampler", sampler_loop, 0.0), ("two_matmuls", matmul_loop, x)):
+        f = jax.jit(fn)
+        block(f(arg))
+        out[f"{name}_us_per_step"] = best_time(lambda: block(f(arg)), 3) / n * 1e6
+    log(f"[standard] parts, same loop form: task.sample {out['sampler_us_per_step']:.0f} us; logits matmul + its "
+        f"backward for x {out['two_matmuls_us_per_step']:.0f} us ({4 * B * B * d / out['two_matmuls_us_per_step'] / 1e3:.1f}"
+        f" GFLOP/s)")
     return out
 
 
@@ -421,6 +409,8 @@ def main(argv=None):
     log(f"[machine] {platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__}, "
         f"backend {jax.default_backend()}, device {dev.device_kind} x{jax.device_count()}, quick={args.quick}, "
         f"load average {os.getloadavg()[0]:.1f} (other processes on the machine inflate every time)")
+    if jax.default_backend() == "cpu":
+        unroll_cpu_threefry(True)  # as the sims run
     t0 = time.perf_counter()
     roof = matmul_roofline(args.quick)
     res = dict(machine=dict(cpus=os.cpu_count(), backend=jax.default_backend(), device=dev.device_kind,
@@ -432,10 +422,9 @@ def main(argv=None):
     if "standard" in parts:
         st = bench_standard(roof, args.quick)
         res["standard"] = st
-        keys["standard_fraction_of_matmul"] = st["stock"]["fraction_of_matmul"]
-        for v in ("unrolled_rng", "cdf_sampler"):
-            if v in st:
-                keys[f"standard_fraction_of_matmul_{v}"] = st[v]["fraction_of_matmul"]
+        keys["standard_fraction_of_matmul"] = st["lab"]["fraction_of_matmul"]
+        if "stock_threefry" in st:
+            keys["standard_fraction_of_matmul_stock_threefry"] = st["stock_threefry"]["fraction_of_matmul"]
     if "small" in parts:
         sm = bench_small(roof, args.quick)
         res["small"] = sm

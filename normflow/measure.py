@@ -121,8 +121,10 @@ def radial_drift(model, task, batch, loss="info_nce") -> Float[Array, " N"]:
 def split_update(x: Float[Array, "N d"], u: Float[Array, "N d"]):
     """THEORY §2's split of an update ``u`` at ``x``: returns ``(u_r, |P u|, |u|²)`` per row with
     ``u_r = x̂·u`` and ``P = I - x̂x̂ᵀ``."""
-    r = jnp.sqrt(jnp.sum(x * x, axis=-1))
-    u_r = jnp.sum(u * x, axis=-1) / r
-    u_sq = jnp.sum(u * u, axis=-1)
-    return u_r, jnp.sqrt(jnp.maximum(u_sq - u_r**2, 0.0)), u_sq
+    r = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
+    x_hat = x / r
+    u_r = jnp.sum(u * x_hat, axis=-1)
+    # |P u| from P u itself, not sqrt(|u|² - u_r²), which cancels to 0 when u is nearly radial
+    pu = u - u_r[:, None] * x_hat
+    return u_r, jnp.sqrt(jnp.sum(pu * pu, axis=-1)), jnp.sum(u * u, axis=-1)
 

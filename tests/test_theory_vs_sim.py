@@ -134,9 +134,13 @@ def test_adamw_frequent_concepts_equilibrium(temperature, dim, lr, eta_lam):
 @given(spec=tasks, lr=st.floats(0.08, 0.15))
 def test_sgd_imprint_without_decay(spec, lr):
     """THEORY §5: R⁴(T) - R₀⁴ = 2η Σ_k η pW²_k along the recorded path of pW², within 2 % for
-    the total over concepts; per concept within 2 % plus 3 standard deviations of the realized
-    sum's sampling noise, sqrt(T·Var|s_k|²)/(T·pW²) measured by ``source_energy`` (a leaf's
-    per-step energy is heavy-tailed, so one run's sum can sit ~10 % from its expectation)."""
+    the total over concepts; per concept within 2 % plus 3 standard deviations of the two noises
+    of the comparison, both measured by ``source_energy``: the realized sum's sampling noise
+    sqrt(Σ_k Var|s_k|²)/Σ_k pW²_k (a leaf's per-step energy is heavy-tailed, so one run's sum
+    can sit ~10 % from its expectation), and the error of the predicted sum itself, which is
+    built from pW² estimated at 32 checkpoints from 512 minibatches each (relative error
+    sqrt(Var|s|²/512)/pW² per checkpoint, up to ~8 % for a leaf), propagated through the
+    interpolation of the path."""
     task = _task(*spec)
     steps = 8000
     ks, pws, evs = [], [], []
@@ -158,17 +162,25 @@ def test_sgd_imprint_without_decay(spec, lr):
     # per-step path of pW², geometric between the measured checkpoints (log-spaced in step):
     # pW² decays roughly exponentially at first, which linear interpolation would overestimate
     grid = np.arange(steps)
-    logp = np.log(np.asarray(pws))
-    path = np.exp(np.stack([np.interp(grid, ks, logp[:, i]) for i in range(task.num_concepts)], axis=1))
+    # interp_w[j, k]: weight of checkpoint j in the (log-)interpolated value at step k
+    interp_w = np.stack([np.interp(grid, ks, np.eye(len(ks))[j]) for j in range(len(ks))])
+    logp, logv = np.log(np.asarray(pws)), np.log(np.asarray(evs))
+    path = np.exp(interp_w.T @ logp)  # [steps, N]
+    var_path = np.exp(interp_w.T @ logv)
     r0, rt = np.asarray(run.norms[0]), np.asarray(run.norms[-1])
     pred = np.asarray(th.sgd_imprint(jnp.asarray(r0), jnp.asarray(path), lr))
     grew = rt**4 - r0**4
     expect = pred**4 - r0**4
     assert np.all(grew > 0.05 * r0**4)  # the imprint is large, not a rounding effect
     assert abs(grew.sum() / expect.sum() - 1) < 0.02, (grew.sum(), expect.sum())
-    sigma = np.sqrt(steps * evs[-1]) / (steps * pws[-1])  # relative sampling std of the realized sum
-    assert np.all(np.abs(grew / expect - 1) < 0.02 + 3 * sigma), (grew / expect, sigma)
-    assert sigma.max() < 0.1  # the allowance stays small
+    total = path.sum(axis=0)
+    sigma_run = np.sqrt(var_path.sum(axis=0)) / total  # relative sampling std of the realized sum
+    # relative std of the predicted sum: d(Σ_k path_k)/d(log pW²_j) = Σ_k interp_w[j,k]·path_k
+    var_log_pw = np.asarray(evs) / (512 * np.asarray(pws) ** 2)
+    sigma_pred = np.sqrt(np.sum((interp_w @ path) ** 2 * var_log_pw, axis=0)) / total
+    sigma = np.hypot(sigma_run, sigma_pred)
+    assert np.all(np.abs(grew / expect - 1) < 0.02 + 3 * sigma), (grew / expect, sigma_run, sigma_pred)
+    assert sigma.max() < 0.05  # the allowance stays small (≤ 17 %)
 
 
 @PROFILE
