@@ -1,7 +1,19 @@
 """Test-wide setup: float64 for the theory checks (THEORY §11 tolerances need it), and a
 small shared task factory. Tasks pass dtype explicitly, so float32 code paths stay testable."""
 
-import jax
+import os
+import tempfile
+
+# One persistent JAX compilation cache per test run, shared by the xdist workers (same
+# PYTEST_XDIST_TESTRUNUID) and inherited by the sims the tests start as subprocesses, so a
+# program that several tests or subprocesses compile (the same sim run twice, say) is compiled
+# once. The cache key covers the program, the flags and the versions; it starts empty each run.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = (
+    os.path.join(tempfile.gettempdir(), f"normflow-jax-cache-{_RUN}") if _RUN else tempfile.mkdtemp(prefix="normflow-jax-cache-")
+)
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
