@@ -118,6 +118,21 @@ def add_optimizer_args(p: argparse.ArgumentParser, *, optimizer: str | None, ste
     p.add_argument("--batch-size", type=int, default=batch_size, help="minibatch size")
 
 
+def task_from_args(args: argparse.Namespace, n_keys: int):
+    """The sims' common start: split ``jax.random.key(args.seed)`` into ``n_keys`` keys, build
+    ``HierarchicalTask(depth, branching, dim)`` in float64 under ``--x64`` (else float32) from
+    the first, and return ``(task, *the other keys)``."""
+    import jax
+    import jax.numpy as jnp
+
+    from .tasks import HierarchicalTask
+
+    dtype = jnp.float64 if args.x64 else jnp.float32
+    k_task, *rest = jax.random.split(jax.random.key(args.seed), n_keys)
+    task = HierarchicalTask(depth=args.depth, branching=args.branching, dim=args.dim, key=k_task, dtype=dtype)
+    return (task, *rest)
+
+
 def num_concepts(depth: int, branching: int) -> float:
     """Concepts in a ``depth``-level tree with ``branching`` children per node (math.inf if huge)."""
     if depth >= 64 or branching >= 10**6:

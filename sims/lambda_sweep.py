@@ -163,9 +163,8 @@ def main(argv=None):
     out = cli.Output(args, "lambda_sweep")
     out.add_config(loss="info_nce", eps=1e-8, model="EmbeddingTable(init_norm=1)", task="HierarchicalTask")
 
-    
+
     import jax
-    import jax.numpy as jnp
 
     import normflow as nf
 
@@ -174,10 +173,7 @@ def main(argv=None):
     unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
 
     t_start = time.time()
-    dtype = jnp.float64 if args.x64 else jnp.float32
-    key = jax.random.key(args.seed)
-    k_task, k_run, k_se = jax.random.split(key, 3)
-    task = nf.HierarchicalTask(depth=args.depth, branching=args.branching, dim=args.dim, key=k_task, dtype=dtype)
+    task, k_run, k_se = cli.task_from_args(args, 3)
     depth = np.asarray(task.depth)
     configs = {
         "sgd": (args.sgd_lr, np.geomspace(*args.sgd_lambdas, args.num_lambdas), args.steps),
@@ -295,7 +291,7 @@ def main(argv=None):
         "optimizers": results,
     }
     path = out.write(body)
-    print(f"timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f", total {time.time() - t_start:.1f}s")
+    print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f", total {time.time() - t_start:.1f}s")
     print(f"results: {path}  figure: {out.figure}")
 
 

@@ -127,15 +127,11 @@ def main(argv=None):
                    chunks=chunks, ode_rtol=1e-6, ode_atol=1e-8)
 
     import jax
-    import jax.numpy as jnp
 
     import normflow as nf
 
     t_start = time.time()
-    dtype = jnp.float64 if args.x64 else jnp.float32
-    key = jax.random.key(args.seed)
-    k_task, k_run, k_se = jax.random.split(key, 3)
-    task = nf.HierarchicalTask(depth=args.depth, branching=args.branching, dim=args.dim, key=k_task, dtype=dtype)
+    task, k_run, k_se = cli.task_from_args(args, 3)
     depth = np.asarray(task.depth)
     levels = sorted(set(depth.tolist()))
     labels = [f"depth {int(l)}" for l in depth]

@@ -147,19 +147,13 @@ def main(argv=None):
     encoders = ENCODERS if args.encoder == "both" else (args.encoder,)
     out = cli.Output(args, "retrieval")
 
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-
     import normflow as nf
     from normflow import benchmark as bm
     from normflow import theory as th
 
     t_start = time.time()
-    dtype = jnp.float64 if args.x64 else jnp.float32
-    key = jax.random.key(args.seed)
-    k_task, k_corpus, k_model, k_run, k_se, k_null = jax.random.split(key, 6)
-    task = nf.HierarchicalTask(depth=args.depth, branching=args.branching, dim=args.dim, key=k_task, dtype=dtype)
+    task, k_corpus, k_model, k_run, k_se, k_null = cli.task_from_args(args, 6)
+    dtype = task.dtype
     alphas = bm.alpha_grid(args.alpha_min, args.alpha_max, args.alpha_step)
     i0 = int(np.flatnonzero(alphas == 0.0)[0])
     se_batches = 128 if args.quick else SOURCE_BATCHES
