@@ -405,6 +405,7 @@ def main(argv=None):
     p.add_argument("--only", default="standard,small,ode", help="comma-separated subset of standard,small,ode")
     args = p.parse_args(argv)
     parts = set(args.only.split(","))
+    nf.cpu_devices_per_core()  # as the sweep sims run: one CPU device per core (before JAX starts)
     dev = jax.devices()[0]
     log(f"[machine] {platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__}, "
         f"backend {jax.default_backend()}, device {dev.device_kind} x{jax.device_count()}, quick={args.quick}, "

@@ -17,6 +17,8 @@ from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
 from .measure import SourceEnergy, radial_drift, source_energy, split_update
 from .train import default_model, full_batch, simulate, train
 from .sweep import grid, sweep
+from . import devices
+from .devices import cpu_devices_per_core
 from .trajectory import Trajectory, log_steps
 from . import balance, ntk
 from .balance import BalanceTerms, balance_terms
@@ -35,7 +37,7 @@ __all__ = [
     "tasks", "train", "trajectory", "zipf_weights", "__version__", "measure", "SourceEnergy", "radial_drift",
     "source_energy", "split_update",
 ]
-__all__ += ["grid", "sweep"]
+__all__ += ["grid", "sweep", "devices", "cpu_devices_per_core"]
 __all__ += ["DEFAULTS", "defaults", "stats"]
 __all__ += ["benchmark"]
 __all__ += ["balance", "ntk", "BalanceTerms", "balance_terms", "radial_votes"]

@@ -133,6 +133,19 @@ def task_from_args(args: argparse.Namespace, n_keys: int):
     return (task, *rest)
 
 
+def cpu_setup() -> None:
+    """How the sweep sims run: one JAX CPU device per core, so that a sweep's configs spread
+    over the cores (:func:`normflow.devices.cpu_devices_per_core`; results equal the one-device
+    run up to float rounding), and JAX's unrolled Threefry lowering on CPU (bit-identical random
+    numbers, faster code: :func:`normflow.sweep.unroll_cpu_threefry`). Call it before anything
+    runs on JAX; on GPU/TPU it changes nothing that runs there."""
+    from .devices import cpu_devices_per_core
+    from .sweep import unroll_cpu_threefry
+
+    cpu_devices_per_core()
+    unroll_cpu_threefry()
+
+
 def num_concepts(depth: int, branching: int) -> float:
     """Concepts in a ``depth``-level tree with ``branching`` children per node (math.inf if huge)."""
     if depth >= 64 or branching >= 10**6:
@@ -306,7 +319,7 @@ def run_metadata(config: dict) -> dict:
         "jaxlib_version": jaxlib.__version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
-        "device": str(jax.devices()[0].device_kind) + f" ({jax.default_backend()})",
+        "device": str(jax.devices()[0].device_kind) + f" ({jax.default_backend()}) x{jax.device_count()}",
         "x64": bool(jax.config.jax_enable_x64),
         "config": config,
     }

@@ -121,9 +121,7 @@ def main(argv=None):
     import normflow as nf
     from normflow import stats, theory as th
 
-    from normflow.sweep import unroll_cpu_threefry
-
-    unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
+    cli.cpu_setup()  # one CPU device per core (sweeps spread over them); unrolled Threefry
 
     t_start = time.time()
     dtype = jnp.float64 if args.x64 else jnp.float32

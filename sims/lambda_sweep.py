@@ -168,9 +168,7 @@ def main(argv=None):
 
     import normflow as nf
 
-    from normflow.sweep import unroll_cpu_threefry
-
-    unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
+    cli.cpu_setup()  # one CPU device per core (sweeps spread over them); unrolled Threefry
 
     t_start = time.time()
     task, k_run, k_se = cli.task_from_args(args, 3)

@@ -146,6 +146,7 @@ def main(argv=None):
         args.encoder = "table" if args.quick else "both"
     encoders = ENCODERS if args.encoder == "both" else (args.encoder,)
     out = cli.Output(args, "retrieval")
+    cli.cpu_setup()  # one CPU device per core (sweeps spread over them); unrolled Threefry
 
     import normflow as nf
     from normflow import benchmark as bm

@@ -154,9 +154,7 @@ def main(argv=None):
     from normflow import stats
     from normflow.defaults import DEFAULTS
 
-    from normflow.sweep import unroll_cpu_threefry
-
-    unroll_cpu_threefry()  # CPU lowering only: bit-identical random numbers, faster code
+    cli.cpu_setup()  # one CPU device per core (sweeps spread over them); unrolled Threefry
     out.add_config(loss="info_nce", eps=1e-8, n_full=256, defaults={n: DEFAULTS[n] for n in args.optimizers},
                    flat_context_noise=0.3, direction_threshold=DIRECTION_THRESHOLD)
 
