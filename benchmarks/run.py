@@ -9,16 +9,22 @@ reported separately from run time. The last line of output is one JSON object wi
 ``small_sweep_vs_python_loop``, ``small_sweep_vs_torch`` (null without PyTorch) and
 ``ode_vs_rk4``, (the line before it holds every raw figure behind them).
 
-Everything runs as the lab's sims run: on CPU with ``normflow.sweep.unroll_cpu_threefry()``
-(JAX's unrolled Threefry lowering; bit-identical random numbers, faster CPU code).
+Everything runs as the lab's sweep sims run (``normflow.cli.cpu_setup()``): on CPU with one JAX
+device per core (``nf.cpu_devices_per_core()``; a sweep spreads its configs over them) and
+``normflow.sweep.unroll_cpu_threefry()`` (JAX's unrolled Threefry lowering; bit-identical random
+numbers, faster CPU code).
 
 1. standard: FlatTask(1024 concepts, dim 64), batch 256, float32, SGD with decoupled decay,
    norms recorded (16 log-spaced saves over 1,000 steps), through ``nf.train``. FLOPs counted:
    the logits matmul, forward 2·B·B·d and backward 2x that, i.e. 6·B²·d per step (the free
    table needs only one of the two backward matmuls: contexts are data). Roofline: the best
-   GFLOP/s of a jitted float32 square matmul (n = 512…2048) measured here. Also measured: the
-   same run under JAX's stock (rolled) CPU Threefry lowering, and the sampler and the two
-   matmuls alone in the same loop form (where the time goes).
+   GFLOP/s of a jitted float32 square matmul (n = 512…2048) measured here. The headline
+   ``standard_fraction_of_matmul`` is the run with each minibatch split over every device
+   (``nf.train(..., devices="all")``; on CPU, ``nf.cpu_devices_per_core()`` gives one device
+   per core) where there is more than one device, else the one-device run;
+   ``standard_fraction_of_matmul_one_device`` is the one-device run. Also measured: the
+   one-device run under JAX's stock (rolled) CPU Threefry lowering, and the sampler and the
+   two matmuls alone in the same loop form (where the time goes).
 2. small: HierarchicalTask(depth=2, branching=8) (72 concepts), dim 32, batch 64, 64 configs
    (4 lr x 4 weight decays x 4 seeds) through ``nf.sweep`` vs (a) a Python loop calling one
    jitted training step (the engine's own step) per config and step, and (b) a plain PyTorch
@@ -91,7 +97,7 @@ def matmul_roofline(quick: bool) -> dict:
     block(g(x))
     same = 2 * B * B * d / best_time(lambda: block(g(x)), 20) / 1e9
     peak = max(rates.values())
-    log(f"[roofline] float32 matmul GFLOP/s: " + ", ".join(f"n={n}: {r:.1f}" for n, r in rates.items())
+    log("[roofline] float32 matmul GFLOP/s: " + ", ".join(f"n={n}: {r:.1f}" for n, r in rates.items())
         + f"; logits shape {B}x{d}@{d}x{B}: {same:.1f}  -> roofline {peak:.1f} GFLOP/s")
     return dict(peak=peak, by_size=rates, logits_shape=same)
 
@@ -114,18 +120,23 @@ def bench_standard(roof: dict, quick: bool) -> dict:
     key = jax.random.key(0)
     out = dict(steps=steps, saves=16, flop_per_step=flop)
     on_cpu = jax.default_backend() == "cpu"
-    # "lab": how the sims run (unroll_cpu_threefry() on CPU); "stock_threefry": JAX's default
-    # (rolled) CPU lowering of the Threefry hash; the random numbers are bit-identical.
-    variants = [("lab", True)] + ([("stock_threefry", False)] if on_cpu and not quick else [])
+    # "lab": one device, as the sims run (unroll_cpu_threefry() on CPU); "data_parallel": the
+    # same run with each minibatch split over all devices (nf.train(devices="all"); on CPU one
+    # device per core), the headline where there is more than one device; "stock_threefry":
+    # one device under JAX's default (rolled) CPU Threefry lowering (bit-identical numbers).
+    many = jax.device_count() > 1
+    variants = [("lab", True, None)] + ([("data_parallel", True, "all")] if many else []) \
+        + ([("stock_threefry", False, None)] if on_cpu and not quick else [])
     task = nf.FlatTask(STANDARD["num_concepts"], d, key=key)
-    for name, unroll in variants:
+    for name, unroll, devices in variants:
         if on_cpu:
             unroll_cpu_threefry(unroll)  # also clears compilation caches
-        r = time_train(task, steps, reps)
+        r = time_train(task, steps, reps, devices=devices)
         r["gflops"] = flop / (r["us_per_step"] * 1e-6) / 1e9
         r["fraction_of_matmul"] = r["gflops"] / roof["peak"]
         out[name] = r
-        log(f"[standard/{name}] {r['us_per_step']:.0f} us/step, {r['gflops']:.1f} GFLOP/s = "
+        r["devices"] = jax.device_count() if devices else 1
+        log(f"[standard/{name}, {r['devices']} device{'s' if r['devices'] > 1 else ''}] {r['us_per_step']:.0f} us/step, {r['gflops']:.1f} GFLOP/s = "
             f"{100 * r['fraction_of_matmul']:.1f}% of matmul roofline (compile {r['compile_s']:.1f} s, {steps} steps)")
     if on_cpu:
         unroll_cpu_threefry(True)
@@ -423,7 +434,8 @@ def main(argv=None):
     if "standard" in parts:
         st = bench_standard(roof, args.quick)
         res["standard"] = st
-        keys["standard_fraction_of_matmul"] = st["lab"]["fraction_of_matmul"]
+        keys["standard_fraction_of_matmul"] = st.get("data_parallel", st["lab"])["fraction_of_matmul"]
+        keys["standard_fraction_of_matmul_one_device"] = st["lab"]["fraction_of_matmul"]
         if "stock_threefry" in st:
             keys["standard_fraction_of_matmul_stock_threefry"] = st["stock_threefry"]["fraction_of_matmul"]
     if "small" in parts:

@@ -7,6 +7,13 @@ the device between recorded steps, and memory is ``O(saves × concepts)``, not `
 Minibatch ``k`` (0-based step index) is drawn with ``jax.random.fold_in(data_key, k)``, so a
 run is deterministic given its key and does not depend on how the scan is chunked.
 
+Data parallel (``train(..., devices=...)``): the minibatch of every step is split over a 1-D
+mesh ``"batch"`` of devices (``NamedSharding(mesh, P("batch"))``) and the parameters are
+replicated; XLA's SPMD partitioner inserts the collectives (the contexts' all-gather for the
+in-batch negatives, the gradient's all-reduce). The minibatches are the same as on one device
+(JAX's partitionable Threefry draws the same numbers whatever the sharding), so the run equals
+the one-device run up to float rounding of the gradient's sum.
+
 Divergence: a step whose loss or new parameters are not finite is not applied; the first such
 step is kept in ``diverged_step`` (else -1) with the first non-finite concept in
 ``diverged_concept``, and the parameters stay frozen from then on (so the record up to the
@@ -23,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .losses import get_loss
@@ -90,11 +98,14 @@ def run_chunk(
     batch_size: int,
     loss_fn: Callable,
     fixed_batch: Batch | None,
+    batch_sharding=None,
 ):
     """Advance ``state`` through a chunk of recorded steps (pure; jit/vmap-able).
 
     For each entry c: run ``n_plain[c]`` plain steps, then the step with index
     ``record_at[c]`` while measuring THEORY §2's terms. Inactive entries (padding) do nothing.
+    ``batch_sharding``: None, or a ``NamedSharding`` that splits each minibatch over devices
+    (data parallel; see the module docstring).
     Returns the new state and per-entry records ``(norms, radial, angular, update_sq, loss)``.
     """
     opt = make_optimizer(optimizer, hyper)
@@ -110,6 +121,8 @@ def run_chunk(
 
     def step(st: TrainState, k):
         batch = fixed_batch if fixed_batch is not None else task.sample(jax.random.fold_in(data_key, k), batch_size)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         loss, g = jax.value_and_grad(loss_of)(st.params, batch)
         updates, new_opt = opt.update(g, st.opt_state, st.params)
         new_params = optax.apply_updates(st.params, updates)
@@ -227,6 +240,7 @@ def train(
     n_full: int = 512,
     callback: Callable[[int, object], None] | None = None,
     chunks: int = 1,
+    devices=None,
 ) -> Trajectory:
     """Train ``model`` (default: the free table) on ``task`` with a named optimizer.
 
@@ -247,12 +261,18 @@ def train(
             identical to one call (the same compiled program runs each chunk). With several
             chunks a diverged run stops at the end of the chunk where it diverged; the records
             after that are NaN.
+        devices: None (one device, the default), ``"all"`` (``jax.devices()``) or a list of
+            devices: split every minibatch over them (data parallel: ``batch_size``, and
+            ``n_full`` for ``gd``, must be multiples of their number). Equal to the one-device
+            run up to float rounding; on a CPU with one JAX device per core
+            (:func:`normflow.cpu_devices_per_core`) it spreads one run over the cores.
 
     Returns:
         A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``,
         per-concept ``norms, radial, angular, update_sq`` and the minibatch ``loss``.
     """
     check_optimizer_args(optimizer, lr, weight_decay, steps, batch_size)
+    batch_sharding = _batch_sharding(devices, n_full if optimizer == "gd" else batch_size)
     loss_fn = get_loss(loss)
     k_model, k_data = _split_keys(key)
     if model is None:
@@ -262,7 +282,7 @@ def train(
     hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (lr, weight_decay, momentum, b1, b2, eps)))
     params, static = eqx.partition(model, eqx.is_inexact_array)
     state = init_state(model, optimizer, hyper)
-    fn = _compiled_chunk(optimizer, batch_size, loss_fn)
+    fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding)
     # Split the recorded steps into `chunks` equal-length pieces (padding keeps one compile).
     m = len(s) - 1
     chunks = max(1, min(int(chunks), m))
@@ -290,11 +310,28 @@ def train(
     return _assemble(s, hyper.lr, model.concept_embeddings(), *out, state, static)
 
 
+def _batch_sharding(devices, batch: int):
+    """None for one device, else ``NamedSharding`` over a 1-D ``"batch"`` mesh of ``devices``."""
+    if devices is None:
+        return None
+    devs = jax.devices() if isinstance(devices, str) and devices == "all" else list(devices)
+    if isinstance(devices, str) and devices != "all":
+        raise ValueError(f"devices must be None, 'all' or a list of devices, got {devices!r}")
+    if not devs:
+        raise ValueError("devices is empty")
+    if len(devs) == 1:
+        return None
+    if batch % len(devs):
+        raise ValueError(f"batch of {batch} samples cannot be split evenly over {len(devs)} devices")
+    return NamedSharding(Mesh(np.asarray(devs), ("batch",)), P("batch"))
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled_chunk(optimizer, batch_size, loss_fn):
+def _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding=None):
     @eqx.filter_jit
     def fn(state, rec, npl, act, static, task, hyper, data_key, fixed):
         return run_chunk(state, rec, npl, act, static=static, task=task, optimizer=optimizer, hyper=hyper,
-                         data_key=data_key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed)
+                         data_key=data_key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed,
+                         batch_sharding=batch_sharding)
 
     return fn
