@@ -87,3 +87,27 @@ def test_inverse_cdf_sampler_matches_the_weights():
     ids0 = np.asarray(t0.sample_concepts(jax.random.key(4), 50_000))
     assert not np.isin(ids0, [0, 40, task.num_concepts - 1]).any()
     assert ids0.min() >= 0 and ids0.max() < task.num_concepts
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 72, 1000, 1024, 1025])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_count_at_most_is_searchsorted_right(n, dtype):
+    """The sampler's two-level count gives exactly jnp.searchsorted(cdf, u, side="right"),
+    including flat stretches of the cdf (zero weights), queries equal to a cdf entry, and
+    queries below 0 or at/above the total."""
+    from normflow.tasks import _count_at_most
+
+    rng = np.random.default_rng(n)
+    w = rng.random(n)
+    w[rng.random(n) < 0.25] = 0.0
+    # a sequential cumsum (XLA's parallel jnp.cumsum can dip by an ulp, and then the two searches
+    # answer differently: a binary search assumes order); float64 -> float32 keeps the order
+    cdf = jnp.asarray(np.cumsum(w), dtype)
+    assert np.all(np.diff(np.asarray(cdf)) >= 0)
+    total = float(cdf[-1])
+    u = np.concatenate([rng.random(400) * total, np.asarray(cdf)[: min(n, 60)], [0.0, -1.0, total, 2 * total + 1]])
+    u = jnp.asarray(u, dtype)
+    got = np.asarray(_count_at_most(cdf, u))
+    want = np.asarray(jnp.searchsorted(cdf, u, side="right"))
+    np.testing.assert_array_equal(got, want)
+    assert got.min() == 0 and got.max() == n  # both ends reached: the comparison is not vacuous
