@@ -11,7 +11,8 @@ Data parallel (``train(..., devices=...)``): the minibatch of every step is spli
 mesh ``"batch"`` of devices (``NamedSharding(mesh, P("batch"))``) and the parameters are
 replicated; XLA's SPMD partitioner inserts the collectives (the contexts' all-gather for the
 in-batch negatives, the gradient's all-reduce). The minibatches are the same as on one device
-(JAX's partitionable Threefry draws the same numbers whatever the sharding), so the run equals
+(with ``jax_threefry_partitionable``, JAX's default, the same key draws the same numbers
+whatever the sharding), so the run equals
 the one-device run up to float rounding of the gradient's sum.
 
 Divergence: a step whose loss or new parameters are not finite is not applied; the first such
@@ -314,9 +315,9 @@ def _batch_sharding(devices, batch: int):
     """None for one device, else ``NamedSharding`` over a 1-D ``"batch"`` mesh of ``devices``."""
     if devices is None:
         return None
-    devs = jax.devices() if isinstance(devices, str) and devices == "all" else list(devices)
     if isinstance(devices, str) and devices != "all":
         raise ValueError(f"devices must be None, 'all' or a list of devices, got {devices!r}")
+    devs = jax.devices() if isinstance(devices, str) else list(devices)
     if not devs:
         raise ValueError("devices is empty")
     if len(devs) == 1:

@@ -68,9 +68,10 @@ _DATA_PARALLEL = textwrap.dedent(
     import jax.numpy as jnp, numpy as np, normflow as nf
     task = nf.FlatTask(64, 16, key=jax.random.key(0), dtype=jnp.float64)
     out = {{}}
-    for opt, lr in (("sgd", 0.3), ("adamw", 0.01), ("gd", 0.3)):
-        kw = dict(lr=lr, weight_decay=1e-2, steps=120, batch_size=32, n_full=64, key=jax.random.key(1),
-                  save_steps=10, chunks=2)
+    # sgd: the minibatch path, the state carried across 2 chunks; gd: the fixed full batch
+    for opt, chunks in (("sgd", 2), ("gd", 1)):
+        kw = dict(lr=0.3, weight_decay=1e-2, steps=120, batch_size=32, n_full=64, key=jax.random.key(1),
+                  save_steps=10, chunks=chunks)
         a = nf.train(task, opt, **kw)
         b = nf.train(task, opt, devices="all", **kw)
         out[opt] = dict(
@@ -98,7 +99,7 @@ def test_data_parallel_train_equals_one_device():
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for opt in ("sgd", "adamw", "gd"):
+    for opt in ("sgd", "gd"):
         r = out[opt]
         assert r["devices"] == 2 and r["diverged"] == -1, (opt, r)
         assert r["moved"] > 1e-2, (opt, r)  # the runs really train
