@@ -99,11 +99,13 @@ class _Task(eqx.Module):
 
         One uniform ``u`` per slot, scaled by the total weight; the id is the first ``i`` with
         ``cdf_i > u`` (``searchsorted(cumsum(weights), u, side="right")``, computed as a count:
-        :func:`_count_at_most`), so a concept of weight 0 is never drawn. This is the categorical distribution of ``weights`` up to float
-        rounding of the cumulative sum (about 1e-7 absolute per concept in float32), at one
-        uniform per slot and a binary search instead of the ``N`` Gumbel draws per slot of
-        ``jax.random.categorical`` (a whole ``sample`` of 256 over 1,024 concepts: 0.13 ms
-        instead of 10 ms on a 2-core CPU; see ``benchmarks/run.py``).
+        :func:`_count_at_most`), so a concept of weight 0 is not drawn while the float cumulative
+        sum is non-decreasing (XLA's parallel ``cumsum`` can dip by an ulp; every task of the
+        sims has a sorted float32 cdf). This is the categorical distribution of ``weights`` up
+        to float rounding of the cumulative sum (about 1e-7 absolute per concept in float32), at
+        one uniform per slot and ~2·sqrt(N) comparisons instead of the ``N`` Gumbel draws per
+        slot of ``jax.random.categorical`` (a whole ``sample`` of 256 over 1,024 concepts:
+        0.13 ms instead of 10 ms on a 2-core CPU; see ``benchmarks/run.py``).
         """
         cdf = jnp.cumsum(self.weights)
         u = jax.random.uniform(key, (batch_size,), dtype=cdf.dtype) * cdf[-1]
