@@ -6,7 +6,7 @@ XLA's CPU backend splits a dot over threads). With one CPU device per core the s
 (:func:`normflow.sweep`) lays the config axis over the cores through the same
 ``NamedSharding(mesh, P("configs"))`` that spreads it over GPUs or TPUs: each device runs its
 slice of the configs on its own thread. Single runs (:func:`normflow.train`) use the first
-device and are unaffected.
+device unless asked to split their minibatches over the devices (``devices="all"``).
 """
 
 from __future__ import annotations

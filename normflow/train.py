@@ -12,8 +12,8 @@ mesh ``"batch"`` of devices (``NamedSharding(mesh, P("batch"))``) and the parame
 replicated; XLA's SPMD partitioner inserts the collectives (the contexts' all-gather for the
 in-batch negatives, the gradient's all-reduce). The minibatches are the same as on one device
 (with ``jax_threefry_partitionable``, JAX's default, the same key draws the same numbers
-whatever the sharding), so the run equals
-the one-device run up to float rounding of the gradient's sum.
+whatever the sharding), so the run equals the one-device run up to float rounding of the
+gradient's sum.
 
 Divergence: a step whose loss or new parameters are not finite is not applied; the first such
 step is kept in ``diverged_step`` (else -1) with the first non-finite concept in
