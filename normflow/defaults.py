@@ -24,6 +24,7 @@ DEFAULTS: dict[str, tuple[float, float]] = {
     "adamw": (1e-2, 0.05),
     "adam_l2": (1e-2, 0.05),
     "adamp": (1e-2, 0.05),
+    "lion": (1e-3, 0.5),
 }
 assert set(DEFAULTS) == set(OPTIMIZERS), "every optimizer needs a default"
 

@@ -18,7 +18,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .losses import get_loss
 from .theory import angular_step  # noqa: F401  (re-exported: ε = η|s|/R², THEORY §4, §11)
 
-__all__ = ["SourceEnergy", "source_energy", "radial_drift", "split_update", "angular_step", "embedding_gradients"]
+__all__ = ["SourceEnergy", "source_energy", "radial_drift", "split_update", "angular_step", "embedding_gradients",
+           "step_rotation"]
 
 
 class SourceEnergy(eqx.Module):
@@ -128,3 +129,16 @@ def split_update(x: Float[Array, "N d"], u: Float[Array, "N d"]):
     pu = u - u_r[:, None] * x_hat
     return u_r, jnp.sqrt(jnp.sum(pu * pu, axis=-1)), jnp.sum(u * u, axis=-1)
 
+
+
+def step_rotation(norms: Float[Array, "*S N"], angular: Float[Array, "*S N"], lr) -> Float[Array, "*S N"]:
+    """The angle by which one step turns ``x̂`` (docs/theory.md §14), from a recorded step.
+
+    With ``x' = (1-ηλ)x - ηu`` the part of ``x'`` perpendicular to ``x`` is ``-η P u``, so the
+    rotation ``θ`` satisfies ``sin θ = η|Pu| / |x'|`` exactly. ``norms`` and ``angular`` are a
+    :class:`~normflow.Trajectory`'s fields at the same recorded steps (``|x'|`` and ``|Pu|``);
+    ``lr`` the run's ``η`` (scalar, or broadcasting against the steps). Row 0 of a trajectory
+    (no step) gives 0.
+    """
+    s = jnp.asarray(lr) * jnp.asarray(angular) / jnp.asarray(norms)
+    return jnp.arcsin(jnp.clip(s, 0.0, 1.0))

@@ -16,6 +16,9 @@ Every optimizer is written so that one step is ``x' = x + updates``; THEORY §2 
 ``sgdp``   heavy ball whose update has its radial part removed (:func:`project_radial`),
            then decoupled decay
 ``adamp``  Adam whose update has its radial part removed, then decoupled decay
+``lion``   Lion (optax ``lion``: sign of ``β₁m + (1-β₁)g``, momentum ``m`` with ``β₂``), decoupled
+           decay ``-ηλx``; ``b1``/``b2`` are Lion's two betas (the sims pass Lion's published
+           0.9 / 0.99, not Adam's 0.9 / 0.999)
 =========  ===================================================================================
 
 Hyperparameters may be traced arrays, so one compiled program serves a vmapped grid.
@@ -33,7 +36,7 @@ from jaxtyping import ArrayLike
 __all__ = ["OPTIMIZERS", "Hyper", "make_optimizer", "project_radial", "check_optimizer_args"]
 
 OPTIMIZERS: tuple[str, ...] = (
-    "gd", "sgd", "sgdm", "sgdmw", "adam", "adamw", "sgd_l2", "adam_l2", "sgdp", "adamp",
+    "gd", "sgd", "sgdm", "sgdmw", "adam", "adamw", "sgd_l2", "adam_l2", "sgdp", "adamp", "lion",
 )
 
 
@@ -122,4 +125,8 @@ def make_optimizer(name: str, hyper: Hyper) -> optax.GradientTransformation:
         return optax.chain(
             optax.scale_by_adam(b1=b1, b2=b2, eps=eps), project_radial(), optax.scale_by_learning_rate(lr), _decay(lr, wd)
         )
+    if name == "lion":
+        # optax.lion: u = sign(b1·m + (1-b1)·g), m ← b2·m + (1-b2)·g; its weight_decay is
+        # multiplied by the learning rate (decoupled), so the step is x' = (1-ηλ)x - η u.
+        return optax.lion(lr, b1=b1, b2=b2, weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")

@@ -20,14 +20,15 @@ import warnings
 import numpy as np
 
 from normflow import cli
+from normflow.trajectory import log_steps as nf_log_steps
 
 from normflow.defaults import DEFAULTS  # noqa: E402  per-optimizer (lr, weight_decay), THEORY §11's regime
 
 # Default run length: 6000 steps (≥ 3 relaxation times 1/(4ηλ) for the SGD family); the Adam
 # family with decay approaches R*² = ηd/(2λ) slowly (leaves first dip, then climb), and at 6000
 # steps its leaves are still 13 % below it — at 20000 steps every level is within 2 %.
-STEPS = {"adamw": 20000, "adam_l2": 20000, "adamp": 20000}
-HOLDS_TOL = 0.10  # |relative error| per level below which the output says the formula holds
+STEPS = {"adamw": 20000, "adam_l2": 20000, "adamp": 20000, "lion": 20000}
+HOLDS_TOL = 0.05  # |relative error| per level (norm and angular update) below which the formula holds
 
 
 def build_parser():
@@ -35,72 +36,8 @@ def build_parser():
     cli.add_optimizer_args(p, optimizer="adam", steps=None, batch_size=64, defaults=DEFAULTS)
     cli.add_task_args(p, dim=32, depth=3, branching=4)
     p.add_argument("--momentum", type=float, default=0.9, help="heavy-ball β / Adam β1")
-    p.add_argument("--b2", type=float, default=0.999, help="Adam β2")
+    p.add_argument("--b2", type=float, default=None, help="Adam β2 (default 0.999; Lion's β2: 0.99)")
     return p
-
-
-def _interp_path(checkpoints, steps):
-    """Per-step pW² path [steps, N], linear in step between measured checkpoints."""
-    ks = np.array([c[0] for c in checkpoints], float)
-    vals = np.stack([c[1] for c in checkpoints])
-    grid = np.arange(steps, dtype=float)
-    return np.stack([np.interp(grid, ks, vals[:, i]) for i in range(vals.shape[1])], axis=1)
-
-
-def predict(name, args, run, pw2_path, r0, task, flow_fn):
-    """Return (formula, section, note, predicted norms [S, N], equilibrium?) for ``name``."""
-    import jax.numpy as jnp
-
-    from normflow import theory as th
-
-    lr, wd, beta, b2 = args.lr, args.weight_decay, args.momentum, args.b2
-    steps = np.asarray(run.steps)
-    d = task.dim
-
-    def mf(lr_eff, wd_eff):
-        path = np.asarray(th.meanfield_norm_path(jnp.asarray(r0), jnp.asarray(pw2_path), lr_eff, wd_eff))
-        full = np.concatenate([r0[None], path], axis=0)  # full[k] = R after k steps
-        return full[steps]
-
-    def r2_recursion(inc):
-        q = (1 - lr * wd) ** 2
-        k = steps[:, None].astype(float)
-        if wd == 0:
-            return np.sqrt(r0[None] ** 2 + inc * k)
-        return np.sqrt(q**k * r0[None] ** 2 + (1 - q**k) * inc / (1 - q))
-
-    if name == "gd":
-        return ("modified flow dx/dt = -∇L + (η/2)|∇L|²/R² x", "THEORY §4",
-                "Diffrax solve of GD's modified flow at the same times", np.asarray(flow_fn()), False)
-    if name in ("sgd", "sgd_l2"):
-        if wd == 0:
-            return ("imprint R⁴ = R₀⁴ + 2η Σ η pW²", "THEORY §5", "pW² measured along the run", mf(lr, 0.0), False)
-        return ("SGD+decay: R⁴ relaxes to R*⁴ = ηpW²/(λ(2-ηλ))", "THEORY §6",
-                "mean-field map R'² = (1-ηλ)²R² + η²pW²/R² with pW² measured along the run", mf(lr, wd), True)
-    if name == "sgdm":
-        return ("momentum, coupled decay: R*⁴ = ηpW²/(2λ(1-β))", "THEORY §7",
-                "mean-field map with η/(1-β)", mf(lr / (1 - beta), wd), True)
-    if name == "sgdmw":
-        return ("momentum, decoupled decay: R*⁴ = ηpW²/(2λ(1-β)²)", "THEORY §7 (conjecture)",
-                "mean-field map with η/(1-β) and decay ηλ per step", mf(lr / (1 - beta), wd * (1 - beta)), True)
-    if name == "sgdp":
-        le = lr / np.sqrt(1 - beta**2)
-        return ("radial projection: R*⁴ = ηpW²/(2λ(1-β²))", "lab derivation from THEORY §2 with u_r = 0",
-                "second-order push only; E|m|² = pW²/(1-β²) for uncorrelated sources", mf(le, lr * wd / le), True)
-    if name == "adam":
-        return ("scale-free random walk R² = R₀² + η²d·k", "THEORY §8 (no decay)",
-                "each coordinate moves ~η per step whatever the gradient's size", r2_recursion(lr**2 * d), False)
-    if name in ("adamw", "adam_l2"):
-        note = "frequent concepts (p ≫ 1-β₂)"
-        if name == "adam_l2":
-            note = ("THEORY gives no formula for L2 decay passed through Adam's preconditioner (§8: 'measure it'); "
-                    "shown against the AdamW formula, which it is not expected to obey")
-        return ("AdamW: R*² = ηd/(2λ)", "THEORY §8", note, r2_recursion(lr**2 * d), True)
-    if name == "adamp":
-        c = (1 - beta) / (1 + beta)
-        return ("AdamP: R*² = ηd(1-β1)/(2λ(1+β1))", "lab derivation from THEORY §2 and §8 with u_r = 0",
-                "projected Adam step has E|u|² ≈ d(1-β1)/(1+β1) per step", r2_recursion(lr**2 * d * c), True)
-    raise AssertionError(name)
 
 
 def main(argv=None):
@@ -114,6 +51,8 @@ def main(argv=None):
         args.steps = STEPS.get(name, 6000)
     if args.quick:
         args.steps = min(args.steps, 1500)
+    if args.b2 is None:
+        args.b2 = 0.99 if name == "lion" else 0.999
     cli.check_optimizer(args)
     for flag, v in (("--momentum", args.momentum), ("--b2", args.b2)):
         if not 0 <= v < 1:
@@ -123,7 +62,9 @@ def main(argv=None):
     se_batches = 64 if args.quick else 128
     n_full = 256
     # Fixed in this script but needed to repeat the run (pW² is measured at the chunk boundaries).
-    out.add_config(loss="info_nce", eps=1e-8, save_steps=96, n_full=n_full, source_energy_batches=se_batches,
+    # log-spaced saves for the path, plus 64 evenly spaced over the last 20 % (the comparison window)
+    save_steps = np.union1d(nf_log_steps(args.steps, 96), np.linspace(0.8 * args.steps, args.steps, 64).astype(int))
+    out.add_config(loss="info_nce", eps=1e-8, save_steps=len(save_steps), n_full=n_full, source_energy_batches=se_batches,
                    chunks=chunks, ode_rtol=1e-6, ode_atol=1e-8)
 
     import jax
@@ -144,11 +85,12 @@ def main(argv=None):
         bar(step, model)
         se = nf.source_energy(model, task, key=jax.random.fold_in(k_se, step), batch_size=args.batch_size,
                               num_batches=se_batches)
-        checkpoints.append((step, np.asarray(se.pw2, float), np.asarray(se.source_norm, float)))
+        checkpoints.append((step, np.asarray(se.pw2, float), np.asarray(se.source_norm, float),
+                            np.asarray(se.mean_sq, float), np.asarray(se.p, float), np.asarray(se.var, float)))
 
     t0 = time.time()
     run = nf.train(task, name, lr=args.lr, weight_decay=args.weight_decay, steps=args.steps, batch_size=args.batch_size,
-                   key=k_run, momentum=args.momentum, b1=args.momentum, b2=args.b2, save_steps=96, n_full=n_full,
+                   key=k_run, momentum=args.momentum, b1=args.momentum, b2=args.b2, save_steps=save_steps, n_full=n_full,
                    callback=on_chunk, chunks=chunks)
     close()
     t_train = time.time() - t0
@@ -180,19 +122,29 @@ def main(argv=None):
     flow_expect = norms[0][None] * np.exp(-args.weight_decay * ts_ode)[:, None]
     ode_drift = float(np.max(np.abs(flow_norms / flow_expect - 1)))
 
-    # Theory for this optimizer.
-    pw2_path = _interp_path(checkpoints, args.steps)
-
+    # Theory for this optimizer (docs/theory.md §15: one prediction per optimizer).
     def flow_fn():
         return nf.modified_flow(task, args.lr, t1, key=k_run, weight_decay=args.weight_decay, n_samples=n_full,
                                 ts=ts, rtol=1e-7, atol=1e-9).norms
 
-    formula, section, note, theory_norms, equilibrium = predict(name, args, run, pw2_path, norms[0], task, flow_fn)
+    stat = {f: np.stack([c[i] for c in checkpoints]) for i, f in ((1, "pw2"), (3, "mean_sq"), (4, "p"), (5, "var"))}
+    ctx = nf.theory.Context(steps=steps, r0=norms[0], stat_steps=np.array([c[0] for c in checkpoints]), **stat,
+                            dim=task.dim,
+                            lr=args.lr, weight_decay=args.weight_decay, total_steps=args.steps,
+                            momentum=args.momentum, b1=args.momentum, b2=args.b2, flow=flow_fn)
+    pred = nf.theory.predict(name, ctx)
+    formula, section, note, equilibrium = pred.formula, pred.section, pred.note, pred.equilibrium
+    theory_norms = np.asarray(pred.norms, float)
 
-    # Compare: equilibrium formulas on the last 20 % of steps (time-averaged), paths at the end.
+    # Compare: equilibrium formulas on the last 20 % of steps (time-averaged), paths at the end;
+    # the angular update (rms rotation of x̂ per step, docs/theory.md §14) on the last 20 %.
     window = steps >= (0.8 * args.steps if equilibrium else args.steps)
     obs_c = norms[window].mean(0)
     th_c = theory_norms[window].mean(0)
+    last = (steps >= 0.8 * args.steps) & (steps > 0)
+    theta = np.asarray(nf.measure.step_rotation(norms, np.asarray(run.angular, float), args.lr))
+    theta_obs = np.sqrt(np.mean(theta[last] ** 2, axis=0))
+    theta_th = None if pred.angular_update is None else np.asarray(pred.angular_update, float)
     u_sq = np.asarray(run.update_sq, float)[1:]
     # u = ((1-ηλ)x - x')/η: a concept not in the batch shows rounding noise ~ eps·R/η, not a step.
     moving = np.sqrt(u_sq) * args.lr > 100 * np.finfo(np.asarray(run.norms).dtype).eps * norms[:-1]
@@ -204,18 +156,23 @@ def main(argv=None):
     rows = []
     for l in levels:
         m = depth == l
-        rows.append({
+        row = {
             "depth": int(l), "n_concepts": int(m.sum()),
             "norm_observed": float(obs_c[m].mean()), "norm_theory": float(th_c[m].mean()),
             "rel_error": float(obs_c[m].mean() / th_c[m].mean() - 1),
+            "angular_update_observed": float(np.sqrt(np.mean(theta_obs[m] ** 2))),
+            "angular_update_theory": None if theta_th is None else float(np.sqrt(np.mean(theta_th[m] ** 2))),
             "radial_to_angular": float(np.sqrt(np.nanmean(rad_sq[:, m]) / np.nanmean(ang_sq[:, m]))),
             "pw2_end": float(checkpoints[-1][1][m].mean()),
-        })
-    worst = max(abs(r["rel_error"]) for r in rows)
+        }
+        row["angular_rel_error"] = (None if theta_th is None else
+                                    row["angular_update_observed"] / row["angular_update_theory"] - 1)
+        rows.append(row)
+    worst = max(max(abs(r["rel_error"]), abs(r["angular_rel_error"] or 0.0)) for r in rows)
     holds = worst <= HOLDS_TOL
     g_obs = rows[0]["norm_observed"] / rows[-1]["norm_observed"]
     g_th = rows[0]["norm_theory"] / rows[-1]["norm_theory"]
-    verdict = (f"THEORY HOLDS: {formula} ({section}) matches every level within {100 * worst:.1f}% "
+    verdict = (f"THEORY HOLDS: {formula} ({section}) matches every level (norm and angular update) within {100 * worst:.1f}% "
                f"(threshold {100 * HOLDS_TOL:.0f}%)" if holds else
                f"THEORY FAILS: {formula} ({section}) misses by up to {100 * worst:.1f}% "
                f"(threshold {100 * HOLDS_TOL:.0f}%)")
@@ -224,11 +181,15 @@ def main(argv=None):
     print(f"optimizer {name}: lr={args.lr} weight_decay={args.weight_decay} steps={args.steps} "
           f"batch={args.batch_size} dim={args.dim} ({task.num_concepts} concepts)")
     print(f"formula: {formula}  [{section}]  -- {note}")
-    print(f"regime (THEORY §11): angular step ε={eps_end:.3g}, ηλ={args.lr * args.weight_decay:.3g}")
-    print(f"{'depth':>5} {'concepts':>8} {'observed':>9} {'theory':>9} {'rel.err':>8} {'|u_r|/|Pu|':>10}")
+    print(f"regime (docs/theory.md §11): angular step ε={eps_end:.3g}, ηλ={args.lr * args.weight_decay:.3g}")
+    print(f"{'depth':>5} {'concepts':>8} {'observed':>9} {'theory':>9} {'rel.err':>8} {'θ obs':>9} {'θ theory':>9} "
+          f"{'rel.err':>8} {'|u_r|/|Pu|':>10}")
     for r in rows:
+        th, the = r["angular_update_theory"], r["angular_rel_error"]
         print(f"{r['depth']:>5} {r['n_concepts']:>8} {r['norm_observed']:>9.4f} {r['norm_theory']:>9.4f} "
-              f"{100 * r['rel_error']:>+7.2f}% {r['radial_to_angular']:>10.3g}")
+              f"{100 * r['rel_error']:>+7.2f}% {r['angular_update_observed']:>9.3g} "
+              f"{'—' if th is None else f'{th:.3g}':>9} "
+              f"{'—' if th is None else f'{100 * the:+.2f}%':>8} {r['radial_to_angular']:>10.3g}")
     print(f"generic/specific norm ratio: observed {g_obs:.3f}, theory {g_th:.3f}")
     print(f"gradient flow (Diffrax, to t={t_ode:.4g} of {t1:.4g}): max relative norm drift from R0·e^(-λt) = {ode_drift:.2e}")
     print(verdict)
@@ -285,7 +246,7 @@ def main(argv=None):
         "generic_specific_ratio": {"observed": g_obs, "theory": g_th},
         "ode": {"max_rel_norm_drift": ode_drift, "t1": t_ode, "run_t1": t1, "rtol": 1e-6, "atol": 1e-8,
                 "note": "with decay the flow stops at R = R0/4 (t = ln4/λ): beyond it R -> 0 makes the solve stiff"},
-        "regime": {"angular_step_end": eps_end, "eta_lambda": args.lr * args.weight_decay,
+        "regime": {"angular_step_end": eps_end, "groups": pred.regime, "eta_lambda": args.lr * args.weight_decay,
                    "relaxation_steps": (1 / (4 * args.lr * args.weight_decay)) if args.weight_decay > 0 else None},
         "trajectory": {"steps": steps, "norm_by_level": [norms[:, depth == l].mean(1) for l in levels],
                        "theory_by_level": [theory_norms[:, depth == l].mean(1) for l in levels],
