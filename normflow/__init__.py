@@ -1,5 +1,5 @@
 """normflow: a JAX lab for how optimizer dynamics write the training signal into the norms of
-scale-invariant (cosine) embeddings. See THEORY.md (in the project's shared folder) and the README.
+scale-invariant (cosine) embeddings. See docs/theory.md (the lab's theory) and the README.
 
 Time convention, everywhere: continuous time ``t = η · step``.
 """
@@ -12,7 +12,7 @@ from .defaults import DEFAULTS
 from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
 from .losses import LOSSES, get_loss, info_nce, siglip, symmetric_info_nce
 from .models import ConceptMLP, DualEncoder, EmbeddingTable
-from .optimizers import OPTIMIZERS, Hyper, make_optimizer, project_radial
+from .optimizers import OPTIMIZERS, Hyper, WarmupCosine, make_optimizer, project_radial
 from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
 from .measure import SourceEnergy, radial_drift, source_energy, split_update
 from .train import default_model, full_batch, simulate, train
@@ -38,6 +38,6 @@ __all__ = [
     "source_energy", "split_update",
 ]
 __all__ += ["grid", "sweep", "devices", "cpu_devices_per_core"]
-__all__ += ["DEFAULTS", "defaults", "stats"]
+__all__ += ["DEFAULTS", "defaults", "stats", "WarmupCosine"]
 __all__ += ["benchmark"]
 __all__ += ["balance", "ntk", "BalanceTerms", "balance_terms", "radial_votes"]

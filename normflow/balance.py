@@ -1,6 +1,6 @@
-"""Measured radial balance of one SGD step for any model, table or network (THEORY §2, §9).
+"""Measured radial balance of one SGD step for any model, table or network (docs/theory.md §2, §9).
 
-THEORY §9 writes the SGD equilibrium with drift as ``2λR² = 2RD + ηpW²/R²``. For the free
+docs/theory.md §9 writes the SGD equilibrium with drift as ``2λR² = 2RD + ηpW²/R²``. For the free
 table every term is what it says: the decoupled decay moves ``x`` by ``-ηλx`` and a sighting
 pushes it outward by ``η²|s|²/R²``. For a network ``x(a) = f_θ(a)`` the optimizer acts on
 ``θ``, not on ``x``: one SGD step ``θ' = θ + ηv`` with ``v = -(g + λθ)`` (``g = ∇_θ L`` on the
@@ -12,7 +12,7 @@ so, exactly to second order,
 
     R'² - R² = 2ηR x̂·J(a)v + η² (|J(a)v|² + R x̂·f''(a)[v, v]).
 
-Split ``x̂·J(a)v = D + D_λ``: ``D = x̂·J(a)(-g)`` is THEORY §9's NTK radial drift
+Split ``x̂·J(a)v = D + D_λ``: ``D = x̂·J(a)(-g)`` is docs/theory.md §9's NTK radial drift
 (:func:`normflow.measure.radial_drift`), ``D_λ = x̂·J(a)(-λθ)`` the decay's radial rate on
 ``x`` (``-λR`` for the table, anything for a network: a homogeneous net of degree k gives
 ``-kλR``; biases and tanh make it concept dependent). Setting ``E[R'² - R²] = 0`` gives the
@@ -20,7 +20,7 @@ balance with *measured* terms
 
     2λ_eff R² = 2RD + η pW²_eff / R²,   λ_eff = -D_λ / R,   pW²_eff = R² E(|Jv|² + R x̂·f''[v,v]),
 
-which is THEORY §9's equation with ``λ → λ_eff`` and ``pW² → pW²_eff`` (for the table
+which is docs/theory.md §9's equation with ``λ → λ_eff`` and ``pW² → pW²_eff`` (for the table
 ``λ_eff = λ`` and ``pW²_eff = pW² + λ²R⁴``, the discrete ``(1-ηλ)²`` term). Solve either form with
 :func:`normflow.theory.balance_norm`. :class:`BalanceTerms` also holds the *actual* mean
 one-step change ``E[R'² - R²]`` from the same minibatches, so the second-order expansion
@@ -119,7 +119,7 @@ def balance_terms(
     independent minibatches (one ``grad``, one ``jvp`` for ``D`` via
     :func:`normflow.measure.radial_drift`, one more ``grad`` and a nested ``jvp`` for the step
     ``v = -(g + λθ)``). ``lr``/``weight_decay`` are those of the lab's ``sgd`` (decoupled decay).
-    See the module docstring for the formulas (THEORY §2, §9)."""
+    See the module docstring for the formulas (docs/theory.md §2, §9)."""
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
     keys = jax.random.split(key, num_batches)

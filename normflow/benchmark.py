@@ -1,4 +1,4 @@
-"""A synthetic norm-aware retrieval benchmark on a concept tree (THEORY §10, issue 7).
+"""A synthetic norm-aware retrieval benchmark on a concept tree (docs/theory.md §10, issue 7).
 
 Queries are the concepts of a :class:`~normflow.tasks.HierarchicalTask`, at every depth.
 Documents are a fixed set of contexts attached to tree nodes: ``docs_per_leaf`` per leaf and
@@ -27,7 +27,7 @@ leaf document co-occurs only with its ancestors-or-self (co-occurrence = relevan
 
 Sampling (``sample``): a document ``j`` uniformly from the corpus, then a concept among those
 that co-occur with ``j``, in proportion to the task's concept ``weights``. Every document
-therefore has the same frequency ``p`` (THEORY §1), so whatever differs between documents'
+therefore has the same frequency ``p`` (docs/theory.md §1), so whatever differs between documents'
 norms is not frequency; the sources differ in their variance (a hub is pulled towards
 concepts all over its subtree).
 
@@ -35,7 +35,7 @@ Encodings
 ---------
 ``encoding="table"``: a batch's contexts are one-hot document indicators and the model is
 :class:`DocumentTables` -- a free row per concept *and per document*, the setting of
-THEORY §5-§8, so each document's norm is its own degree of freedom. ``encoding="context"``:
+docs/theory.md §5-§8, so each document's norm is its own degree of freedom. ``encoding="context"``:
 the contexts are the documents' context vectors, for a network context tower such as
 :class:`~normflow.models.DualEncoder` (document norms are then set by shared weights acting on
 fixed inputs).
@@ -187,11 +187,11 @@ class RetrievalCorpus(eqx.Module):
 
 
 class DocumentTables(eqx.Module):
-    """A free row per concept and per document (THEORY §2-§8 on both sides).
+    """A free row per concept and per document (docs/theory.md §2-§8 on both sides).
 
     ``embed_contexts`` takes one-hot document indicators (``RetrievalCorpus(encoding="table")``)
     and returns ``onehot @ docs``, i.e. the documents' rows: each document's embedding is its
-    own parameter, so its norm follows THEORY's per-embedding formulas.
+    own parameter, so its norm follows the theory's per-embedding formulas.
     """
 
     concepts: Float[Array, "N d"]
@@ -224,11 +224,11 @@ def document_embeddings(model, corpus: RetrievalCorpus) -> Float[Array, "D d"]:
 
 
 class DocumentSource(NamedTuple):
-    """Per-document source statistics at unit radius (THEORY §1, document side).
+    """Per-document source statistics at unit radius (docs/theory.md §1, document side).
 
     ``p``: fraction of minibatches containing the document; conditional on presence the source
     ``s = R ∇_y L`` has mean ``s̄`` (``mean_sq = |s̄|²``) and covariance trace ``var = V²``;
-    ``pw2 = p(|s̄|² + V²)`` is the per-step energy of THEORY §5-§8; ``source_norm = sqrt(E|s|²)``.
+    ``pw2 = p(|s̄|² + V²)`` is the per-step energy of docs/theory.md §5-§8; ``source_norm = sqrt(E|s|²)``.
     """
 
     p: Float[Array, " D"]
@@ -263,7 +263,7 @@ def _doc_source_stats(model, corpus, keys, batch_size, loss_fn):
 
 def document_source_energy(model, corpus: RetrievalCorpus, *, key: PRNGKeyArray, batch_size: int,
                            num_batches: int = 128, loss="symmetric_info_nce") -> DocumentSource:
-    """THEORY §1's source statistics on the *document* side, per document, from
+    """docs/theory.md §1's source statistics on the *document* side, per document, from
     ``num_batches`` minibatches of ``corpus.sample``: ``p`` (fraction of batches containing the
     document), ``pW² = p(|s̄|² + V²)`` with ``s = R ∇_y L`` the per-step gradient on the
     document embedding ``y`` at unit radius (summed over the document's slots in the batch),

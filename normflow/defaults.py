@@ -1,4 +1,4 @@
-"""Per-optimizer default hyperparameters shared by the sims (THEORY §11's regime).
+"""Per-optimizer default hyperparameters shared by the sims (docs/theory.md §11's regime).
 
 ``DEFAULTS[name] = (lr, weight_decay)`` for every optimizer of :data:`normflow.OPTIMIZERS`,
 chosen so that, on the lab's standard hierarchy (``HierarchicalTask(depth=3, branching=4,

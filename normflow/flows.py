@@ -1,12 +1,12 @@
-"""Continuous-time engines with Diffrax (THEORY §3, §4, §5).
+"""Continuous-time engines with Diffrax (docs/theory.md §3, §4, §5).
 
 Time convention: ``t = η · step``, so a flow integrated to ``t1`` corresponds to ``t1/η``
 steps of an optimizer with learning rate ``η``.
 
-- :func:`gradient_flow`: ``dθ/dt = -∇L(θ) - λθ`` on a fixed sample set (THEORY §3).
+- :func:`gradient_flow`: ``dθ/dt = -∇L(θ) - λθ`` on a fixed sample set (docs/theory.md §3).
 - :func:`modified_flow`: GD's modified flow ``dx/dt = -∇L + (η/2)(|∇_x L|²/R²) x - λx`` per
-  concept (THEORY §4), free table only.
-- :func:`sde_flow`: SGD as an Itô SDE, ``dθ = -(ḡ + λθ) dt + √η Σ^{1/2} dW`` (THEORY §5), with
+  concept (docs/theory.md §4), free table only.
+- :func:`sde_flow`: SGD as an Itô SDE, ``dθ = -(ḡ + λθ) dt + √η Σ^{1/2} dW`` (docs/theory.md §5), with
   ``Σ`` the covariance of the gradient over a pool of K minibatches (state dependent, rank K).
 
 All return a :class:`~normflow.trajectory.Trajectory` with ``steps=None``; its ``radial``,
@@ -130,7 +130,7 @@ def gradient_flow(
     max_steps: int = 100_000,
     solver: diffrax.AbstractSolver | None = None,
 ) -> Trajectory:
-    """Full-batch gradient flow ``dθ/dt = -∇L(θ) - λθ`` (THEORY §3), adaptive Diffrax solve.
+    """Full-batch gradient flow ``dθ/dt = -∇L(θ) - λθ`` (docs/theory.md §3), adaptive Diffrax solve.
 
     For the free table ``∇L ⊥ x`` row by row, so ``R(t) = R₀ e^{-λt}`` exactly: the solve
     conserves each norm (λ=0) to the solver's tolerance. The data are the fixed set of
@@ -170,7 +170,7 @@ def modified_flow(
     atol: float = 1e-10,
     max_steps: int = 100_000,
 ) -> Trajectory:
-    """GD's modified flow (THEORY §4): per concept row ``x``,
+    """GD's modified flow (docs/theory.md §4): per concept row ``x``,
 
         dx/dt = -∇ₓL + (η/2) (|∇ₓL|² / R²) x - λx,
 
@@ -201,7 +201,7 @@ def sde_flow(
     ts=None,
     modified_drift: bool = True,
 ) -> Trajectory:
-    """SGD as an Itô SDE (THEORY §5), solved by Euler–Maruyama on a ``VirtualBrownianTree``.
+    """SGD as an Itô SDE (docs/theory.md §5), solved by Euler–Maruyama on a ``VirtualBrownianTree``.
 
     The "data distribution" is a fixed pool of ``pool`` minibatches of ``batch_size`` samples.
     With ``g_k`` the gradient on minibatch k and ``ḡ`` their mean,
@@ -210,8 +210,8 @@ def sde_flow(
 
     so the diffusion's covariance is ``η Σ`` with ``Σ`` the pool covariance of the gradient —
     SGD that picks one pool minibatch per step has exactly this mean and covariance. Itô's
-    correction then gives ``dR²/dt = η tr Σ_x`` per concept (THEORY §5's ``ηV²/R²``); the
-    optional modified drift (THEORY §4, free table) adds the mean part ``η|ḡ_x|²`` so that
+    correction then gives ``dR²/dt = η tr Σ_x`` per concept (docs/theory.md §5's ``ηV²/R²``); the
+    optional modified drift (docs/theory.md §4, free table) adds the mean part ``η|ḡ_x|²`` so that
     ``dR²/dt = η W²/R²`` as in §5. ``dt`` defaults to ``lr`` (one SGD step per solver step).
     """
     if not lr > 0:

@@ -1,4 +1,4 @@
-"""Scale-invariant contrastive losses on cosines (THEORY §1).
+"""Scale-invariant contrastive losses on cosines (docs/theory.md §1).
 
 Each loss takes anchor embeddings ``x`` [B, d] (the concepts) and context embeddings ``y``
 [B, d] (row b is the positive of row b; the other rows are in-batch negatives) and depends on

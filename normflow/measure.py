@@ -1,11 +1,11 @@
-"""Measurements that the theory's formulas take as inputs (THEORY §1, §2, §9, §11).
+"""Measurements that the theory's formulas take as inputs (docs/theory.md §1, §2, §9, §11).
 
 - :func:`source_energy`: per concept, the frequency ``p``, the per-step source energy
   ``pW²`` at unit radius and its split into the mean part ``|s̄|²`` and the variance ``V²``.
 - :func:`radial_drift`: the NTK radial drift ``D(a) = x̂(a)·(J(a) v)``, ``v = -∇_θ L``
   (one ``grad`` and one ``jvp``, no kernel is formed).
-- :func:`split_update`: the radial/angular split of an update (THEORY §2), and
-  :func:`angular_step` ``ε = η|s|/R²`` (THEORY §4, §11).
+- :func:`split_update`: the radial/angular split of an update (docs/theory.md §2), and
+  :func:`angular_step` ``ε = η|s|/R²`` (docs/theory.md §4, §11).
 """
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .losses import get_loss
-from .theory import angular_step  # noqa: F401  (re-exported: ε = η|s|/R², THEORY §4, §11)
+from .theory import angular_step  # noqa: F401  (re-exported: ε = η|s|/R², docs/theory.md §4, §11)
 
 __all__ = ["SourceEnergy", "source_energy", "radial_drift", "split_update", "angular_step", "embedding_gradients",
            "step_rotation"]
 
 
 class SourceEnergy(eqx.Module):
-    """Per-concept source statistics at unit radius (THEORY §1), from K minibatches.
+    """Per-concept source statistics at unit radius (docs/theory.md §1), from K minibatches.
 
     ``p``: fraction of minibatches that contain the concept. Conditional on presence, the
     source ``s = R ∇ₓL`` has mean ``s̄`` and covariance trace ``V²``; ``W² = |s̄|² + V²``.
     ``pw2 = p W²`` is the per-step energy (a step without the concept contributes zero), the
-    quantity in THEORY §5–§7; ``pv2 = p V²`` is its variance part (THEORY §6, Fig. 2).
+    quantity in docs/theory.md §5–§7; ``pv2 = p V²`` is its variance part (docs/theory.md §6, Fig. 2).
     ``energy_var`` is the variance over steps of the per-step energy ``|s_k|²`` (zeros
     included): a sum of T steps' energies fluctuates by ``sqrt(T·energy_var)`` around
-    ``T·pW²``, which sets how closely one run can follow the expected imprint (THEORY §5).
+    ``T·pW²``, which sets how closely one run can follow the expected imprint (docs/theory.md §5).
     """
 
     p: Float[Array, " N"]
@@ -92,7 +92,7 @@ def _source_stats(model, task, keys, batch_size, loss):
 
 def source_energy(model, task, *, key: PRNGKeyArray, batch_size: int, num_batches: int = 256, loss="info_nce") -> SourceEnergy:
     """Estimate :class:`SourceEnergy` at the model's current parameters from ``num_batches``
-    independent minibatches of ``batch_size`` (THEORY §1: gradient at unit radius; a minibatch
+    independent minibatches of ``batch_size`` (docs/theory.md §1: gradient at unit radius; a minibatch
     without the concept contributes zero to ``pW²``)."""
     if num_batches < 2:
         raise ValueError(f"num_batches must be >= 2, got {num_batches}")
@@ -101,7 +101,7 @@ def source_energy(model, task, *, key: PRNGKeyArray, batch_size: int, num_batche
 
 
 def radial_drift(model, task, batch, loss="info_nce") -> Float[Array, " N"]:
-    """NTK radial drift per concept (THEORY §9): ``D(a) = x̂(a) · (J(a) v)`` with
+    """NTK radial drift per concept (docs/theory.md §9): ``D(a) = x̂(a) · (J(a) v)`` with
     ``v = -∇_θ L`` on ``batch`` — the rate ``dR(a)/dt`` under gradient flow on that batch.
 
     One ``grad`` over the parameters and one ``jvp`` of ``concept_embeddings``; the kernel
@@ -120,7 +120,7 @@ def radial_drift(model, task, batch, loss="info_nce") -> Float[Array, " N"]:
 
 
 def split_update(x: Float[Array, "N d"], u: Float[Array, "N d"]):
-    """THEORY §2's split of an update ``u`` at ``x``: returns ``(u_r, |P u|, |u|²)`` per row with
+    """docs/theory.md §2's split of an update ``u`` at ``x``: returns ``(u_r, |P u|, |u|²)`` per row with
     ``u_r = x̂·u`` and ``P = I - x̂x̂ᵀ``."""
     r = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
     x_hat = x / r

@@ -1,4 +1,4 @@
-"""Embedding models: the free table (THEORY §2–8) and two network cases (THEORY §9).
+"""Embedding models: the free table (docs/theory.md §2–8) and two network cases (docs/theory.md §9).
 
 Every model is an ``eqx.Module`` with the same three methods:
 
@@ -29,7 +29,7 @@ def _random_rows(key, n, d, norm, dtype):
 
 
 class EmbeddingTable(eqx.Module):
-    """One free vector per concept: ``x_i = weight[i]`` (the clean case of THEORY §2–8).
+    """One free vector per concept: ``x_i = weight[i]`` (the clean case of docs/theory.md §2–8).
 
     Rows start in uniformly random directions with norm ``init_norm``.
     """
@@ -50,7 +50,7 @@ class EmbeddingTable(eqx.Module):
 
 
 class ConceptMLP(eqx.Module):
-    """Concept table followed by a shared MLP encoder: ``x(a) = f_θ(table[a])`` (THEORY §9).
+    """Concept table followed by a shared MLP encoder: ``x(a) = f_θ(table[a])`` (docs/theory.md §9).
 
     The shared MLP couples concepts through the NTK ``K(a,b) = J(a)J(b)ᵀ``, so gradient flow
     moves norms even though the loss is scale-invariant. Contexts are data, as for the table.

@@ -1,6 +1,6 @@
-"""The lab's named optimizers, all built from optax (THEORY §2, §4–§8).
+"""The lab's named optimizers, all built from optax (docs/theory.md §2, §4–§8).
 
-Every optimizer is written so that one step is ``x' = x + updates``; THEORY §2 reads it as
+Every optimizer is written so that one step is ``x' = x + updates``; docs/theory.md §2 reads it as
 ``x' = (1 - ηλ) x - η u`` with the run's ``λ = weight_decay``. Names:
 
 =========  ===================================================================================
@@ -8,10 +8,10 @@ Every optimizer is written so that one step is ``x' = x + updates``; THEORY §2 
 ``sgd``    minibatch SGD, decoupled decay ``-ηλx`` (identical to ``sgd_l2`` up to rounding)
 ``sgd_l2`` minibatch SGD with ``λx`` added to the gradient
 ``sgdm``   heavy ball, decay added to the gradient *before* the momentum (PyTorch's
-           ``weight_decay``, optax ``add_decayed_weights`` then ``sgd(momentum=β)``; THEORY §7)
-``sgdmw``  heavy ball with decoupled decay ``-ηλx`` outside the momentum (THEORY §7 conjecture)
+           ``weight_decay``, optax ``add_decayed_weights`` then ``sgd(momentum=β)``; docs/theory.md §7)
+``sgdmw``  heavy ball with decoupled decay ``-ηλx`` outside the momentum (docs/theory.md §7.2)
 ``adam``   Adam, no decay (``weight_decay`` must be 0)
-``adamw``  AdamW: decoupled decay ``-ηλx`` (optax ``adamw``; THEORY §8)
+``adamw``  AdamW: decoupled decay ``-ηλx`` (optax ``adamw``; docs/theory.md §8)
 ``adam_l2`` Adam with ``λx`` added to the gradient, i.e. passed through the preconditioner
 ``sgdp``   heavy ball whose update has its radial part removed (:func:`project_radial`),
            then decoupled decay
@@ -22,28 +22,113 @@ Every optimizer is written so that one step is ``x' = x + updates``; THEORY §2 
 =========  ===================================================================================
 
 Hyperparameters may be traced arrays, so one compiled program serves a vmapped grid.
+
+Learning-rate schedules (docs/theory.md §13): ``Hyper.lr`` may be a callable ``η(k)`` of the
+0-based step index ``k`` instead of a number — a :class:`WarmupCosine` (the lab's type: its
+parameters are arrays, so a vmapped grid over peak / warmup does not recompile) or any optax
+schedule (its constants are compiled in). Step ``k`` then reads ``x' = (1 - η_kλ) x - η_k u``:
+every decoupled decay is scaled by the same ``η_k`` (optax's ``adamw``/``lion`` do this with a
+schedule; the lab's ``_decay`` does it with its own step counter).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike
 
-__all__ = ["OPTIMIZERS", "Hyper", "make_optimizer", "project_radial", "check_optimizer_args"]
+__all__ = ["OPTIMIZERS", "Hyper", "WarmupCosine", "is_schedule", "make_optimizer", "project_radial",
+           "check_optimizer_args", "check_schedule"]
 
 OPTIMIZERS: tuple[str, ...] = (
     "gd", "sgd", "sgdm", "sgdmw", "adam", "adamw", "sgd_l2", "adam_l2", "sgdp", "adamp", "lion",
 )
 
 
-class Hyper(NamedTuple):
-    """Optimizer hyperparameters; each may be a Python float or a (traced) array."""
+class WarmupCosine(eqx.Module):
+    """Linear warmup then cosine decay, as ``optax.warmup_cosine_decay_schedule`` (docs/theory.md §13)::
 
-    lr: ArrayLike
+        η_k = init + (peak - init)·k/W                                   k < W
+        η_k = peak·[(1-α)·½(1 + cos(π·min(k-W, D-W)/(D-W))) + α]       k ≥ W,  α = end/peak
+
+    with ``W = warmup_steps`` and ``D = decay_steps`` (optax's convention: the *total* length,
+    warmup included; ``η_k = end`` for ``k ≥ D``). ``k`` is the 0-based step index, so with
+    ``init = 0`` the first step does nothing. Every field may be a (traced) array: a vmapped
+    sweep over peak / warmup / length runs one compiled program (fields with a leading config
+    axis in :func:`normflow.sweep`). ``W = 0`` is a pure cosine; ``D = W`` a warmup to a constant.
+    """
+
+    peak: ArrayLike
+    warmup_steps: ArrayLike
+    decay_steps: ArrayLike
+    init: ArrayLike = 0.0
+    end: ArrayLike = 0.0
+
+    def __call__(self, count):
+        peak = jnp.asarray(self.peak)
+        w = jnp.asarray(self.warmup_steps, peak.dtype)
+        d = jnp.asarray(self.decay_steps, peak.dtype)
+        init, end = jnp.asarray(self.init, peak.dtype), jnp.asarray(self.end, peak.dtype)
+        count = jnp.asarray(count)
+        # warmup: optax.linear_schedule(init, peak, W) (polynomial, power 1)
+        c = jnp.clip(count, 0, w)
+        frac = 1 - c / jnp.where(w > 0, w, 1)
+        warm = (init - peak) * frac + peak
+        # decay: optax.cosine_decay_schedule(peak, D - W, alpha=end/peak) at count - W
+        alpha = jnp.where(peak == 0, 0.0, end / jnp.where(peak == 0, 1, peak))
+        span = d - w
+        t = jnp.minimum((count - w).astype(peak.dtype), span)
+        cosine = 0.5 * (1 + jnp.cos(jnp.pi * t / jnp.where(span > 0, span, 1)))
+        cool = peak * ((1 - alpha) * cosine + alpha)
+        cool = jnp.where(span > 0, cool, peak)
+        return jnp.where(count < w, warm, cool)
+
+    def astype(self, dtype) -> "WarmupCosine":
+        """The same schedule with every field a ``dtype`` array (so jit traces, not bakes, them)."""
+        return WarmupCosine(*(jnp.asarray(v, dtype) for v in (self.peak, self.warmup_steps, self.decay_steps,
+                                                             self.init, self.end)))
+
+
+def is_schedule(lr) -> bool:
+    """True if ``lr`` is a learning-rate schedule (a callable of the step), not a number."""
+    return callable(lr)
+
+
+def check_schedule(lr) -> None:
+    """A one-line ``ValueError`` naming a bad :class:`WarmupCosine` field (negative, NaN, or
+    ``decay_steps < warmup_steps``); other callables are taken as given. Works on scalar or
+    per-config (1-D) fields: the first bad entry is named."""
+    if not isinstance(lr, WarmupCosine):
+        return
+    import numpy as np
+
+    vals = {}
+    for f in ("peak", "warmup_steps", "decay_steps", "init", "end"):
+        v = np.atleast_1d(np.asarray(getattr(lr, f), dtype=np.float64))
+        vals[f] = v
+        bad = ~(np.isfinite(v) & (v >= 0))
+        if f == "peak":
+            bad |= ~(v > 0)
+        if np.any(bad):
+            x = v[np.argmax(bad)]
+            need = "> 0" if f == "peak" else ">= 0"
+            raise ValueError(f"schedule {f} must be finite and {need}, got {x}")
+    w, d = np.broadcast_arrays(vals["warmup_steps"], vals["decay_steps"])
+    if np.any(d < w):
+        i = int(np.argmax(d < w))
+        raise ValueError(f"schedule decay_steps (the total length, warmup included) must be >= warmup_steps, "
+                         f"got decay_steps={d[i]} < warmup_steps={w[i]}")
+
+
+class Hyper(NamedTuple):
+    """Optimizer hyperparameters; each may be a Python float or a (traced) array; ``lr`` may
+    also be a schedule (a callable of the 0-based step, e.g. :class:`WarmupCosine`)."""
+
+    lr: ArrayLike | Callable
     weight_decay: ArrayLike = 0.0
     momentum: ArrayLike = 0.9
     b1: ArrayLike = 0.9
@@ -55,7 +140,9 @@ def check_optimizer_args(name: str, lr, weight_decay, steps=None, batch_size=Non
     """Raise a one-line ``ValueError`` naming the bad value."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
-    if not lr > 0:
+    if is_schedule(lr):
+        check_schedule(lr)
+    elif not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
@@ -75,7 +162,7 @@ def project_radial() -> optax.GradientTransformation:
     For every 2-D parameter ``W`` (the embedding table, or a weight matrix whose rows are the
     scale-invariant units) each row's update ``u`` becomes ``u - (u·ŵ) ŵ`` with ``ŵ = w/|w|``.
     Other leaves pass through. This switches off the first-order radial drift ``-u_r`` of
-    THEORY §2, leaving only the second-order push ``η²|u|²``.
+    docs/theory.md §2, leaving only the second-order push ``η²|u|²``.
     """
 
     def init_fn(params):
@@ -99,7 +186,27 @@ def project_radial() -> optax.GradientTransformation:
 
 def _decay(lr, weight_decay) -> optax.GradientTransformation:
     # Applied after the learning-rate scaling: adds -ηλx to the update.
+    if is_schedule(lr):
+        return _scheduled_decay(lr, weight_decay)
     return optax.add_decayed_weights(-lr * weight_decay)
+
+
+def _scheduled_decay(schedule, weight_decay) -> optax.GradientTransformation:
+    """Decoupled decay with a schedule: adds ``-η_kλx`` at the ``k``-th update (its own step
+    counter, in step with optax's ``scale_by_schedule`` counter in the same chain)."""
+
+    def init_fn(params):
+        del params
+        return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("decoupled weight decay needs params")
+        c = -schedule(state.count) * weight_decay
+        updates = jax.tree_util.tree_map(lambda u, p: u + jnp.asarray(c, u.dtype) * p, updates, params)
+        return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def make_optimizer(name: str, hyper: Hyper) -> optax.GradientTransformation:

@@ -13,6 +13,11 @@ every device, each device running its slice of the configs. The config count is 
 multiple of the device count (by repeating the last config) and the padding is dropped from
 the result.
 
+A learning-rate schedule (docs/theory.md §13) is swept the same way: ``lr`` may be a
+:class:`normflow.optimizers.WarmupCosine` whose fields are scalars or 1-D per-config arrays
+(``lr=WarmupCosine(peak=[0.25, 0.5], warmup_steps=[100, 400], decay_steps=steps)``); its
+fields are traced, so a grid over peak lr / warmup length is one compile.
+
 Memory is ``O(configs × saves × concepts)``: only the recorded steps are kept (see
 :func:`normflow.train.simulate`).
 """
@@ -29,7 +34,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .losses import get_loss
-from .optimizers import Hyper, check_optimizer_args
+from .optimizers import Hyper, WarmupCosine, check_optimizer_args, check_schedule, is_schedule
 from .train import default_model, full_batch, simulate
 from .trajectory import Trajectory, normalize_save_steps
 
@@ -37,6 +42,7 @@ __all__ = ["sweep", "grid", "config_mesh", "trace_count", "unroll_cpu_threefry"]
 
 AXIS = "configs"
 _HYPER_NAMES = ("lr", "weight_decay", "momentum", "b1", "b2", "eps")
+_SCHEDULE_FIELDS = ("peak", "warmup_steps", "decay_steps", "init", "end")
 _TRACES = 0  # incremented each time the sweep program is traced (see trace_count)
 
 
@@ -168,7 +174,9 @@ def sweep(
             :func:`normflow.train` (shared by every config; ``model`` default: each config's
             own :func:`~normflow.train.default_model` from its key, exactly as ``train``).
         lr, weight_decay, momentum, b1, b2, eps: scalars or 1-D arrays with one entry per
-            config (scalars broadcast; all arrays must have the same length C).
+            config (scalars broadcast; all arrays must have the same length C). ``lr`` may
+            instead be a :class:`~normflow.optimizers.WarmupCosine` whose fields are scalars
+            or 1-D per-config arrays (traced: one compile for any grid of schedules).
         seeds: int or 1-D ints; config c uses ``jax.random.key(seeds[c])``. Or
         keys: one key, or an array of C keys (config c is ``train(..., key=keys[c])``).
         devices: the devices of the ``"configs"`` mesh (default ``jax.devices()``, all of them).
@@ -178,9 +186,19 @@ def sweep(
         of length C, sharded over the mesh (``NamedSharding(mesh, P("configs"))`` when C is a
         multiple of the device count). Row c equals ``train`` with config c's values.
     """
+    sched = None
+    if is_schedule(lr):
+        if not isinstance(lr, WarmupCosine):
+            raise ValueError(f"sweep needs lr as numbers or a normflow.optimizers.WarmupCosine (traced fields), "
+                             f"got {type(lr).__name__}")
+        check_schedule(lr)
+        sched = {f"lr.{f}": getattr(lr, f) for f in _SCHEDULE_FIELDS}
+        lr = 1.0  # placeholder: the schedule's fields are the per-config values
     hp = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, b1=b1, b2=b2, eps=eps)
-    n = _config_count(hp, seeds, keys)
+    n = _config_count(hp if sched is None else {**hp, **sched}, seeds, keys)
     hp = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in hp.items()}
+    if sched is not None:
+        sched = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in sched.items()}
     for c in range(n):
         check_optimizer_args(optimizer, float(hp["lr"][c]), float(hp["weight_decay"][c]), steps, batch_size)
     key_data, impl = _key_data(n, seeds, keys)
@@ -211,6 +229,9 @@ def sweep(
     model_g = None if model is None else jax.tree_util.tree_map(put_replicated, model)
     dtype = task.dtype
     hyper = Hyper(*(put(np.asarray(hp[name], dtype=dtype)) for name in _HYPER_NAMES))
+    if sched is not None:
+        hyper = hyper._replace(lr=WarmupCosine(*(put(np.asarray(sched[f"lr.{f}"], dtype=dtype))
+                                                 for f in _SCHEDULE_FIELDS)))
     kd = put(key_data)
     out = _run(task_g, model_g, hyper, kd, impl=impl, optimizer=optimizer, steps=int(steps), save_steps=tuple(int(x) for x in s),
                batch_size=int(batch_size), loss_fn=loss_fn, n_full=int(n_full), mesh=mesh)

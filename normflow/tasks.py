@@ -8,7 +8,7 @@ Sampling model (shared by every task): each of the ``batch_size`` slots draws a 
 i.i.d. from the categorical distribution ``weights`` (by inverse CDF, :meth:`sample_concepts`);
 concept ``i`` then draws a context.
 The probability that concept ``i`` is in a batch (and so receives a gradient in a step,
-THEORY §1's ``p_i``) is ``frequency_i = 1 - (1 - weights_i)^batch_size``; use
+docs/theory.md §1's ``p_i``) is ``frequency_i = 1 - (1 - weights_i)^batch_size``; use
 :meth:`frequency` with the batch size of the run.
 """
 
@@ -91,7 +91,7 @@ class _Task(eqx.Module):
         return self.leaf_centers.dtype
 
     def frequency(self, batch_size: int) -> Float[Array, " N"]:
-        """``p_i``: probability that concept i appears at least once in a batch (THEORY §1)."""
+        """``p_i``: probability that concept i appears at least once in a batch (docs/theory.md §1)."""
         return 1.0 - (1.0 - self.weights) ** batch_size
 
     def sample_concepts(self, key: PRNGKeyArray, batch_size: int) -> Int[Array, " B"]:

@@ -1,7 +1,7 @@
-"""Discrete training (THEORY §2, §4–§8): one compiled ``lax.scan`` over the recorded steps.
+"""Discrete training (docs/theory.md §2, §4–§8): one compiled ``lax.scan`` over the recorded steps.
 
 Between two recorded steps the plain step runs in a ``lax.fori_loop``; at a recorded step one
-extra step also measures THEORY §2's terms (see :mod:`normflow.trajectory`). Nothing leaves
+extra step also measures docs/theory.md §2's terms (see :mod:`normflow.trajectory`). Nothing leaves
 the device between recorded steps, and memory is ``O(saves × concepts)``, not ``O(steps)``.
 
 Minibatch ``k`` (0-based step index) is drawn with ``jax.random.fold_in(data_key, k)``, so a
@@ -14,6 +14,12 @@ in-batch negatives, the gradient's all-reduce). The minibatches are the same as 
 (with ``jax_threefry_partitionable``, JAX's default, the same key draws the same numbers
 whatever the sharding), so the run equals the one-device run up to float rounding of the
 gradient's sum.
+
+Learning-rate schedules (docs/theory.md §13): ``lr`` may be a schedule ``η(k)`` of the 0-based
+step index (:class:`normflow.optimizers.WarmupCosine`, or any optax schedule). The recorded
+update of step ``k`` is then defined with that step's ``η_k``, ``x' = (1-η_kλ)x - η_k u``
+(``u = 0`` on a step with ``η_k = 0``), and ``Trajectory.times`` is ``t_k = Σ_{j<k} η_j``.
+With a constant ``lr`` the program is the one it always was (``t = η·k``).
 
 Divergence: a step whose loss or new parameters are not finite is not applied; the first such
 step is kept in ``diverged_step`` (else -1) with the first non-finite concept in
@@ -37,7 +43,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from .losses import get_loss
 from .measure import split_update
 from .models import EmbeddingTable
-from .optimizers import Hyper, check_optimizer_args, make_optimizer
+from .optimizers import Hyper, WarmupCosine, check_optimizer_args, is_schedule, make_optimizer
 from .tasks import Batch
 from .trajectory import Trajectory, normalize_save_steps
 
@@ -45,7 +51,7 @@ __all__ = ["train", "simulate", "default_model", "full_batch", "TrainState", "in
 
 
 def default_model(task, key: PRNGKeyArray, init_norm: float = 1.0) -> EmbeddingTable:
-    """The free table (THEORY §2–8) with rows of norm ``init_norm``, in the task's dtype."""
+    """The free table (docs/theory.md §2–8) with rows of norm ``init_norm``, in the task's dtype."""
     return EmbeddingTable(task.num_concepts, task.dim, key=key, init_norm=init_norm, dtype=task.dtype)
 
 
@@ -104,7 +110,7 @@ def run_chunk(
     """Advance ``state`` through a chunk of recorded steps (pure; jit/vmap-able).
 
     For each entry c: run ``n_plain[c]`` plain steps, then the step with index
-    ``record_at[c]`` while measuring THEORY §2's terms. Inactive entries (padding) do nothing.
+    ``record_at[c]`` while measuring docs/theory.md §2's terms. Inactive entries (padding) do nothing.
     ``batch_sharding``: None, or a ``NamedSharding`` that splits each minibatch over devices
     (data parallel; see the module docstring).
     Returns the new state and per-entry records ``(norms, radial, angular, update_sq, loss)``.
@@ -149,7 +155,14 @@ def run_chunk(
         x0 = concepts_of(st.params)
         new, loss = step(st, k)
         x1 = concepts_of(new.params)
-        u_r, ang, u_sq = split_update(x0, ((1.0 - lr * wd) * x0 - x1) / lr)
+        if is_schedule(lr):
+            # u of this step's η_k: x' = (1-η_kλ)x - η_k u; a step with η_k = 0 records u = 0
+            eta = jnp.asarray(lr(k), x0.dtype)
+            pos = eta > 0
+            u = jnp.where(pos, ((1.0 - eta * wd) * x0 - x1) / jnp.where(pos, eta, 1), 0)
+        else:
+            u = ((1.0 - lr * wd) * x0 - x1) / lr
+        u_r, ang, u_sq = split_update(x0, u)
         norms = jnp.sqrt(jnp.sum(x1 * x1, axis=-1))
         return new, (norms, u_r, ang, u_sq, loss)
 
@@ -202,6 +215,24 @@ def simulate(
     return _assemble(s, hyper.lr, x0, norms, rad, ang, usq, loss, state, static)
 
 
+def lr_times(lr, save_steps, dtype) -> Array:
+    """Training time ``t_k`` at the recorded steps ``k``: ``η·k`` for a constant ``lr``, else
+    ``Σ_{j<k} η_j`` (docs/theory.md §13), summed segment by segment between recorded steps
+    (a ``lax.scan`` of ``fori_loop``'s: memory ``O(saves)``, not ``O(steps)``)."""
+    s = np.asarray(save_steps)
+    steps = jnp.asarray(s, jnp.int32)
+    if not is_schedule(lr):
+        return lr * steps.astype(dtype)
+
+    def segment(total, ab):
+        a, b = ab
+        part = jax.lax.fori_loop(a, b, lambda k, acc: acc + jnp.asarray(lr(k), dtype), jnp.zeros((), dtype))
+        return total + part, total + part
+
+    _, t = jax.lax.scan(segment, jnp.zeros((), dtype), (steps[:-1], steps[1:]))
+    return jnp.concatenate([jnp.zeros((1,), dtype), t])
+
+
 def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state, static) -> Trajectory:
     n0 = jnp.sqrt(jnp.sum(x0 * x0, axis=-1))[None]
     z = jnp.zeros_like(n0)
@@ -209,7 +240,7 @@ def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state, static) -> Trajector
     steps = jnp.asarray(s, jnp.int32)
     return Trajectory(
         steps=steps,
-        times=lr * steps.astype(x0.dtype),
+        times=lr_times(lr, s, x0.dtype),
         norms=cat(n0, norms),
         radial=cat(z, rad),
         angular=cat(z, ang),
@@ -226,7 +257,7 @@ def train(
     task,
     optimizer: str,
     *,
-    lr: float,
+    lr,
     steps: int,
     key: PRNGKeyArray,
     weight_decay: float = 0.0,
@@ -250,7 +281,10 @@ def train(
         optimizer: one of :data:`normflow.OPTIMIZERS` (``gd`` uses a fixed set of ``n_full``
             samples every step; the others draw ``batch_size`` samples per step).
         lr, weight_decay, momentum, b1, b2, eps: optimizer hyperparameters (``momentum`` for
-            sgdm/sgdmw/sgdp; ``b1, b2, eps`` for the Adam family).
+            sgdm/sgdmw/sgdp; ``b1, b2, eps`` for the Adam family). ``lr`` is a number or a
+            schedule ``η(k)`` of the 0-based step (:class:`~normflow.optimizers.WarmupCosine`,
+            or an optax schedule such as ``optax.warmup_cosine_decay_schedule(...)``);
+            decoupled decay then uses ``η_kλ`` (docs/theory.md §13).
         steps: number of updates.
         key: PRNG key; split into the model key (used only when ``model`` is None) and the data key.
         model: an embedding model; default :func:`default_model`.
@@ -258,8 +292,11 @@ def train(
         save_steps: None (about 64 log-spaced steps), an int (that many), or explicit steps.
         callback: optional ``callback(step, model)`` called at step 0 and after each chunk
             (progress bars, or measurements such as the source energy along the run).
-        chunks: split the compiled scan into this many calls at recorded steps; results are
-            identical to one call (the same compiled program runs each chunk). With several
+        chunks: split the compiled scan into this many calls at recorded steps (an int: about
+            equal numbers of recorded steps each), or a sequence of recorded steps to split at
+            (the callback then runs at exactly those steps, e.g. log-spaced measurements of the
+            source statistics); results are identical to one call (the same compiled program
+            runs each chunk). With several
             chunks a diverged run stops at the end of the chunk where it diverged; the records
             after that are NaN.
         devices: None (one device, the default), ``"all"`` (``jax.devices()``) or a list of
@@ -269,7 +306,8 @@ def train(
             (:func:`normflow.cpu_devices_per_core`) it spreads one run over the cores.
 
     Returns:
-        A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``,
+        A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``
+        (``Σ_{j<k} η_j`` with a schedule),
         per-concept ``norms, radial, angular, update_sq`` and the minibatch ``loss``.
     """
     check_optimizer_args(optimizer, lr, weight_decay, steps, batch_size)
@@ -280,35 +318,58 @@ def train(
         model = default_model(task, k_model)
     s = normalize_save_steps(save_steps, steps)
     fixed = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_full) if optimizer == "gd" else None
-    hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (lr, weight_decay, momentum, b1, b2, eps)))
+    hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (1.0 if is_schedule(lr) else lr, weight_decay, momentum, b1,
+                                                          b2, eps)))
+    if is_schedule(lr):
+        # the lab's schedule is traced (its fields become arrays); any other callable is static
+        hyper = hyper._replace(lr=lr.astype(task.dtype) if isinstance(lr, WarmupCosine) else lr)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     state = init_state(model, optimizer, hyper)
     fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding)
-    # Split the recorded steps into `chunks` equal-length pieces (padding keeps one compile).
+    # Split the recorded steps into chunks, each padded to the longest (padding keeps one compile).
     m = len(s) - 1
-    chunks = max(1, min(int(chunks), m))
-    per = -(-m // chunks)
-    rec = np.full(per * chunks, 0, np.int64)
-    npl = np.zeros(per * chunks, np.int64)
-    act = np.zeros(per * chunks, bool)
-    rec[:m], npl[:m], act[:m] = s[1:] - 1, np.diff(s) - 1, True
+    bounds = _chunk_bounds(chunks, s)
+    per = int(np.max(np.diff(bounds)))
     outs = []
     if callback is not None:
         callback(0, model)
-    for c in range(chunks):
-        sl = slice(c * per, (c + 1) * per)
-        state, out = fn(state, jnp.asarray(rec[sl], jnp.int32), jnp.asarray(npl[sl], jnp.int32), jnp.asarray(act[sl]),
+    for c in range(len(bounds) - 1):
+        lo, hi = bounds[c], bounds[c + 1]
+        n = hi - lo
+        rec = np.zeros(per, np.int64)
+        npl = np.zeros(per, np.int64)
+        act = np.zeros(per, bool)
+        rec[:n], npl[:n], act[:n] = s[lo + 1:hi + 1] - 1, np.diff(s[lo:hi + 1]) - 1, True
+        state, out = fn(state, jnp.asarray(rec, jnp.int32), jnp.asarray(npl, jnp.int32), jnp.asarray(act),
                         static, task, hyper, k_data, fixed)
-        outs.append(out)
-        if chunks > 1 and int(state.bad_step) >= 0:
+        outs.append(tuple(o[:n] for o in out))
+        if len(bounds) > 2 and int(state.bad_step) >= 0:
             # diverged: the rest would only repeat the frozen state; mark it NaN and stop
-            rest = (chunks - c - 1) * per
+            rest = m - hi
             outs.append(tuple(jnp.full((rest,) + o.shape[1:], jnp.nan, o.dtype) for o in out))
             break
         if callback is not None:
-            callback(int(s[min((c + 1) * per, m)]), eqx.combine(state.params, static))
+            callback(int(s[hi]), eqx.combine(state.params, static))
     out = [jnp.concatenate(parts, axis=0)[:m] for parts in zip(*outs)]
     return _assemble(s, hyper.lr, model.concept_embeddings(), *out, state, static)
+
+
+def _chunk_bounds(chunks, s: np.ndarray) -> np.ndarray:
+    """Indices into the recorded steps ``s`` (``s[0] = 0``) where the chunks end, starting with 0.
+
+    An int ``chunks`` gives pieces of ``ceil(m / chunks)`` recorded steps (the last one shorter);
+    a sequence gives a boundary at each listed step, which must be one of the recorded steps.
+    """
+    m = len(s) - 1
+    if np.ndim(chunks) == 0:
+        k = max(1, min(int(chunks), m))
+        per = -(-m // k)
+        return np.unique(np.minimum(np.arange(k + 1) * per, m))
+    at = np.asarray(chunks, np.int64)
+    missing = np.setdiff1d(at, s)
+    if missing.size:
+        raise ValueError(f"chunks: step {int(missing[0])} is not a recorded step (add it to save_steps)")
+    return np.unique(np.concatenate([[0], np.searchsorted(s, at), [m]]))
 
 
 def _batch_sharding(devices, batch: int):

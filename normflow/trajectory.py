@@ -1,6 +1,6 @@
 """The trajectory record every engine returns, and the choice of recorded steps.
 
-THEORY §2 terms, per concept, at each recorded step k (after k updates):
+docs/theory.md §2 terms, per concept, at each recorded step k (after k updates):
 
 - ``norms``     ``R' = |x_k|``
 - ``radial``    ``u_r = x̂_{k-1} · u``  (so the first-order radial drift is ``D = -u_r``)
@@ -13,7 +13,9 @@ every optimizer. For the flows the same fields hold the continuous analogue
 ``u = -(dx/dt) - λx`` at the saved states. Row 0 is the initial state (``u = 0`` there for the
 discrete engines).
 
-Time convention (used everywhere in the lab): ``t = η · step``.
+Time convention (used everywhere in the lab): ``t = η · step``. With a learning-rate schedule
+(docs/theory.md §13) ``η`` above is the recorded step's own ``η_k`` (``u = 0`` on a step with
+``η_k = 0``) and ``times`` is ``t_k = Σ_{j<k} η_j``.
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ HERE = Path(__file__).resolve().parent
 TOUR = [
     ("md", """# 01 · A tour of normflow
 
-One synthetic task, one gradient-flow (Diffrax ODE) run and one SGD run, and THEORY.md's formula
+One synthetic task, one gradient-flow (Diffrax ODE) run and one SGD run, and docs/theory.md's formula
 drawn against the SGD trajectory. Runs in well under a minute on a laptop CPU.
 
-* **Gradient flow** (THEORY §3): the loss is scale-invariant, so `∇L ⊥ x` and every norm stays
+* **Gradient flow** (docs/theory.md §3): the loss is scale-invariant, so `∇L ⊥ x` and every norm stays
   exactly where it started (no weight decay here).
-* **SGD** (THEORY §5): each noisy step adds `η²|g|²` to `R²`, so `R⁴(t) = R₀⁴ + 2η ∫ pW² dτ`: the
+* **SGD** (docs/theory.md §5): each noisy step adds `η²|g|²` to `R²`, so `R⁴(t) = R₀⁴ + 2η ∫ pW² dτ`: the
   norm integrates the *source energy* `pW²` of each concept, whatever direction it points."""),
     ("code", """import jax
 import jax.numpy as jnp
@@ -46,28 +46,29 @@ flow_drift = float(np.max(np.abs(np.asarray(flow.norms) / np.asarray(flow.norms)
 print(f"loss {float(flow.loss[0]):.3f} -> {float(flow.loss[-1]):.3f};  max |R(t)/R(0) - 1| = {flow_drift:.1e}")
 assert flow_drift < 1e-4, flow_drift     # conserved to the solver's tolerance (rtol 1e-6)"""),
     ("md", """## SGD: the norm records the source energy
-Train the free table with minibatch SGD (no decay) and measure `pW²` (at unit radius, THEORY §1)
-at a few checkpoints with `nf.source_energy`; THEORY §5's imprint then predicts the whole
-norm trajectory (`nf.theory.sgd_imprint_path`)."""),
+Train the free table with minibatch SGD (no decay) and measure `pW²` (at unit radius, docs/theory.md §1)
+at a few checkpoints with `nf.source_energy`; docs/theory.md §5's imprint then predicts the whole
+norm trajectory: `nf.theory.predict` (docs/theory.md §15) picks the formula for the optimizer and
+evaluates it on the measured statistics."""),
     ("code", """lr, steps, batch = 0.5, 2000, 32
 checkpoints = []
 
 def measure(step, model):
     se = nf.source_energy(model, task, key=jax.random.fold_in(k_se, step), batch_size=batch, num_batches=32)
-    checkpoints.append((step, np.asarray(se.pw2, float)))
+    checkpoints.append((step, se))
 
 run = nf.train(task, "sgd", lr=lr, steps=steps, batch_size=batch, key=k_run, save_steps=48,
                callback=measure, chunks=16)
 norms = np.asarray(run.norms, float)
 rec = np.asarray(run.steps)
 
-# pW² per step, linear between checkpoints; theory path R_{k+1} for k = 0..steps-1
-ks = np.array([c[0] for c in checkpoints], float)
-vals = np.stack([c[1] for c in checkpoints])
-grid = np.arange(steps)
-pw2_path = np.stack([np.interp(grid, ks, vals[:, i]) for i in range(task.num_concepts)], axis=1)
-theory = np.asarray(nf.theory.sgd_imprint_path(jnp.asarray(norms[0]), jnp.asarray(pw2_path), lr), float)
-theory = np.concatenate([norms[:1], theory])[rec]          # theory[k] = R after k steps
+stat = lambda f: np.stack([np.asarray(getattr(c[1], f), float) for c in checkpoints])
+ctx = nf.theory.Context(steps=rec, r0=norms[0], stat_steps=np.array([c[0] for c in checkpoints]),
+                        p=stat("p"), pw2=stat("pw2"), mean_sq=stat("mean_sq"), var=stat("var"),
+                        dim=task.dim, lr=lr, weight_decay=0.0, total_steps=steps)
+pred = nf.theory.predict("sgd", ctx)
+print(pred.formula, f"({pred.section})")
+theory = np.asarray(pred.norms, float)                      # at the recorded steps
 err = np.abs(theory[-1] / norms[-1] - 1)
 print("final norm, measured:", np.round(norms[-1], 3))
 print("final norm, theory:  ", np.round(theory[-1], 3))
@@ -79,7 +80,7 @@ for l, c in zip((0, 1), ("tab:red", "tab:blue")):
     m = depth == l
     name = "generic (depth 0)" if l == 0 else "specific (depth 1)"
     ax.plot(t_sgd, norms[:, m].mean(1), "-", color=c, lw=2, label=f"{name}: SGD measured")
-    ax.plot(t_sgd, theory[:, m].mean(1), "--", color=c, lw=1.5, label=f"{name}: imprint theory (THEORY §5)")
+    ax.plot(t_sgd, theory[:, m].mean(1), "--", color=c, lw=1.5, label=f"{name}: imprint theory (docs/theory.md §5)")
     ax.plot(np.asarray(flow.times), np.asarray(flow.norms)[:, m].mean(1), ":", color=c, lw=2,
             label=f"{name}: gradient flow")
 ax.set_xscale("symlog", linthresh=1.0)
@@ -95,7 +96,7 @@ OPTIMIZERS = [
 
 A small concept tree (generic concepts have spread-out contexts, specific ones narrow contexts),
 trained with several optimizers from the same start. For each: the generic/specific norm ratio
-and the Spearman correlation of the final norm with the context spread. THEORY §6 predicts that
+and the Spearman correlation of the final norm with the context spread. docs/theory.md §6 predicts that
 SGD + decay makes generic concepts *larger* (`R⁴ ∝ pV²/λ`), §7 the same for momentum, and §8 that
 AdamW erases the imprint (`R*² ≈ ηd/(2λ)` for every frequent concept). The full-size version is
 `sims/specificity.py`; this notebook only uses library calls, at a small size."""),
@@ -111,7 +112,7 @@ task = nf.HierarchicalTask(depth=3, branching=3, dim=16, key=k_task)   # 3 + 9 +
 depth = np.asarray(task.depth)
 spread = np.asarray(task.spread)"""),
     ("md", """Each optimizer gets an `(lr, weight_decay)` with `ηλ = 2·10⁻³` (momentum: `ηλ/(1-β)`), so
-1500 steps are several relaxation times (THEORY §6: `1/(4ηλ)` steps)."""),
+1500 steps are several relaxation times (docs/theory.md §6: `1/(4ηλ)` steps)."""),
     ("code", """configs = {
     "sgd":   dict(lr=0.5, weight_decay=4e-3),
     "sgdm":  dict(lr=0.05, weight_decay=4e-3, momentum=0.9),
@@ -149,10 +150,10 @@ NETWORK = [
     ("md", """# 03 · The NTK radial drift
 
 For a free table the loss gradient is orthogonal to each embedding, so gradient flow cannot
-change a norm (THEORY §3). When the embeddings come from shared parameters, `x(a) = f_θ(a)`,
+change a norm (docs/theory.md §3). When the embeddings come from shared parameters, `x(a) = f_θ(a)`,
 the flow moves `x(a)` by `-Σ_b K(a,b) ∇ₓL(b)` with the NTK `K(a,b) = J(a)J(b)ᵀ`, whose radial part
 
-`D(a) = x̂(a)·J(a)(-∇_θ L)` (THEORY §9)
+`D(a) = x̂(a)·J(a)(-∇_θ L)` (docs/theory.md §9)
 
 is not zero. `nf.radial_drift` computes it with one `grad` and one `jvp`; `nf.radial_votes`
 splits it into the votes of each concept. Full-size version: `sims/ntk_drift.py`."""),

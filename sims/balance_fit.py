@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Paper Fig. 3 and Fig. 5 on a synthetic Zipf task: predicted vs observed equilibrium norm from
-THEORY §9's drift balance, for the free table and for a network (concept table + shared MLP).
+docs/theory.md §9's drift balance, for the free table and for a network (concept table + shared MLP).
 
     python sims/balance_fit.py            # default size (a few minutes on 2 cores)
     python sims/balance_fit.py --quick    # the test-suite size
@@ -17,7 +17,7 @@ at ``--checkpoints`` evenly spaced steps, per concept:
 and averages them in time. Two predictions of the equilibrium norm, both solved by
 :func:`normflow.theory.balance_norm` (``2λR² = 2RD + ηpW²/R²``):
 
-- **THEORY §9 as written** (``plain``): ``λ`` = the optimizer's weight decay, ``pW²`` from the
+- **docs/theory.md §9 as written** (``plain``): ``λ`` = the optimizer's weight decay, ``pW²`` from the
   loss gradient in embedding space (the table's second-order push).
 - **measured terms** (``measured``): for a network the decay acts on ``θ``, not on ``x``, and the
   push on ``x(a)`` is ``η²|J(a)v|²`` (every concept moves every step through the shared
@@ -160,7 +160,7 @@ def predictions(nf, jnp, m, lr, wd):
     pw2e_safe = jnp.where(pw2_eff > 0, pw2_eff, 1.0)
     pw2_safe = jnp.where(pw2 > 0, pw2, 1.0)
     return {
-        # THEORY §9 as written: plain λ, the loss-gradient pW², measured D
+        # docs/theory.md §9 as written: plain λ, the loss-gradient pW², measured D
         "plain": mask(bn(d, pw2_safe, lr, wd), pos),
         # every term measured on x: λ_eff, pW²_eff, D
         "measured": mask(bn(d, pw2e_safe, lr, lam_safe), ok),
@@ -238,8 +238,8 @@ def main(argv=None):
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     cnorm = LogNorm(vmin=max(p_task.min(), 1e-3), vmax=1.0)
-    panels = [("table", "plain", "free table: THEORY §9 (D = 0)"),
-              ("network", "plain", "network: THEORY §9 as written (plain λ, pW²)"),
+    panels = [("table", "plain", "free table: docs/theory.md §9 (D = 0)"),
+              ("network", "plain", "network: docs/theory.md §9 as written (plain λ, pW²)"),
               ("network", "measured", "network: measured terms (λ_eff, pW²_eff, D)")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for ax, (name, kind, title) in zip(axes, panels):
@@ -265,7 +265,7 @@ def main(argv=None):
             axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             axis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("predicted equilibrium norm R* (balance, THEORY §9)")
+        ax.set_xlabel("predicted equilibrium norm R* (balance, docs/theory.md §9)")
         ax.set_ylabel("observed norm |x| (time average)")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
@@ -296,7 +296,7 @@ def main(argv=None):
         ax = axes[1, col]
         sc = ax.scatter(m["var"], m["drift"], c=p_task, cmap="viridis", norm=cnorm, s=22, edgecolor="k", lw=0.3,
                         label="concepts (measured)")
-        ax.axhline(0, color="k", ls="--", lw=1, label="D = 0 (free table, THEORY §9)")
+        ax.axhline(0, color="k", ls="--", lw=1, label="D = 0 (free table, docs/theory.md §9)")
         ax.set_xscale("log")
         ax.set_xlabel("V²  (per sighting, unit radius)")
         ax.set_ylabel("D  (norm per unit time)")

@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""THEORY §8's conjecture: under AdamW the norm encodes frequency, not variance, and only below a
-threshold set by β₂. Zipf-distributed concepts (p spanning about four decades), AdamW with
-β₂ ∈ {0.99, 0.999} and SGD+decay beside it; norm against p with the predicted curves.
+"""docs/theory.md §8.2: under AdamW the norm encodes frequency p through the gaps between sightings.
+Zipf-distributed concepts (p spanning about four decades), AdamW with β₂ ∈ {0.99, 0.999} and
+SGD+decay beside it; norm against p with the predicted curves.
 
     python sims/frequency.py            # 1024 concepts, 16000 steps
     python sims/frequency.py --quick    # 256 concepts, 3000 steps (tests)
 
-Predictions (dashed): AdamW R*² = ηd·min(p, 1-β₂)/(2λ(1-β₂)) — the frequent-concept result
-R*² = ηd/(2λ) above p = 1-β₂ and the rare-concept conjecture R*² = ηdp/(2λ(1-β₂)) below
-(``theory.adamw_equilibrium_by_frequency``); SGD+decay R*⁴ = ηpW²/(λ(2-ηλ)) (THEORY §6) with
+Predictions (dashed): AdamW ⟨R²⟩ = η²pΣ_L E|w(L)|² · κ(f_m) (docs/theory.md §8.2,
+``theory.adamw_frequency_r2`` × ``theory.adamw_restoring_factor`` with the mean part f_m = |s̄|²/W²
+measured at the end of each AdamW run, pooled in p bins); the old two-branch conjecture
+R*² = ηd·min(p, 1-β₂)/(2λ(1-β₂)) (``theory.adamw_equilibrium_by_frequency``) dotted; SGD+decay R*⁴ = ηpW²/(λ(2-ηλ)) (docs/theory.md §6) with
 the per-sighting source energy W² measured at the end of the run (pooled in p bins).
 
 Measured norm of a concept: sqrt of the time average of R² over the last ``--window`` of the
@@ -19,7 +20,7 @@ concept is seen only a few times per relaxation time.
 Measured crossover (the definition used in results.json and the README): a two-branch
 (hinge) fit of log10 R_bin against log10 p_bin with free slopes on each side,
 log R = a + s_rare·min(u, 0) + s_freq·max(u, 0), u = log10(p / p_c), the break p_c chosen by
-least squares on a fine grid (``normflow.stats.hinge_fit``). THEORY predicts p_c = 1-β₂,
+least squares on a fine grid (``normflow.stats.hinge_fit``). the theory predicts p_c = 1-β₂,
 s_rare = 1/2, s_freq = 0. The miss is reported as p_c/(1-β₂) and in decades.
 """
 
@@ -40,7 +41,7 @@ def build_parser():
     from normflow.defaults import DEFAULTS
 
     p = cli.make_parser("frequency.py", "Norm against concept frequency p under AdamW (β₂ = 0.99, 0.999) and "
-                                        "SGD+decay: where does the AdamW crossover sit (THEORY §8)?")
+                                        "SGD+decay: where does the AdamW crossover sit (docs/theory.md §8)?")
     p.add_argument("--concepts", type=int, default=None, help="concepts of the Zipf flat task (default 1024; --quick: 256)")
     p.add_argument("--dim", type=int, default=32, help="embedding dimension (>= 2)")
     p.add_argument("--zipf-exponent", type=float, default=1.5, help="Zipf exponent of the concept weights")
@@ -156,33 +157,86 @@ def main(argv=None):
     steps_arr = np.asarray(run.steps[0])
     win = steps_arr >= w0
     r2 = np.mean(np.asarray(run.norms, np.float64)[:, win] ** 2, axis=1)  # [2, N]
+    # The mean part's share f_m = |s̄|²/W² of each AdamW end state (docs/theory.md §8.1's restoring
+    # factor), pooled like SGD's W² below: per chunk of batches, |s̄|² - V²/n is unbiased.
+    n_a, ms_a, s2_a = np.zeros((2, args.concepts)), np.zeros((2, args.concepts)), np.zeros((2, args.concepts))
+    # and Σ_k |s_k|⁴ per concept (docs/theory.md §8.2's heavy-tailed sightings): from the per-step
+    # energy's variance, Σ_k e_k² = (K-1)·energy_var + K·(mean e)², mean e = p·E|s|²
+    s4_a = np.zeros((2, args.concepts))
+    chunk = min(256, args.se_batches)
+    for c in range(len(ADAMW_B2)):
+        model_c = jax.tree_util.tree_map(lambda a: a[c], run.model)
+        for j in range(-(-args.se_batches // chunk)):
+            se = nf.source_energy(model_c, task, key=jax.random.fold_in(k_se, 1000 + j), batch_size=args.batch_size,
+                                  num_batches=chunk)
+            n = np.asarray(se.p, np.float64) * chunk
+            ok = n >= 2
+            n_a[c] += np.where(ok, n, 0)
+            ms_a[c] += np.where(ok, n * np.asarray(se.mean_sq, np.float64) - np.asarray(se.var, np.float64), 0)
+            s2_a[c] += np.where(ok, n * np.asarray(se.source_norm, np.float64) ** 2, 0)
+            e_mean = np.asarray(se.p, np.float64) * np.asarray(se.source_norm, np.float64) ** 2
+            s4_a[c] += np.where(ok, (chunk - 1) * np.asarray(se.energy_var, np.float64) + chunk * e_mean**2, 0)
+    # the gap sums depend on p only and are smooth in log p: evaluate on a grid, interpolate log R²
+    pgrid = np.geomspace(pf.min(), pf.max(), 25)
     for c, b2 in enumerate(ADAMW_B2):
         bins = binned(pf, r2[c], edges)
         pb = np.array([b[0] for b in bins])
         rb = np.sqrt([b[1] for b in bins])
-        th_bins = np.sqrt([np.mean(np.asarray(th.adamw_equilibrium_by_frequency(lr, wd, d, pf[b[3]], b2),
-                                              np.float64) ** 2) for b in bins])
+        g = np.asarray(th.adamw_frequency_r2(lr, wd, d, pgrid, args.b1, b2), np.float64)
+        r2_white = np.exp(np.interp(np.log(pf), np.log(pgrid), np.log(g)))
+        fm_bin = np.array([max(ms_a[c][b[3]].sum(), 0.0) / s2_a[c][b[3]].sum() if s2_a[c][b[3]].sum() > 0 else 0.0
+                           for b in bins])
+        kappa_bin = np.asarray(th.adamw_restoring_factor(lr * wd, fm_bin, pb, args.b1), np.float64)
+        th_white = np.sqrt([np.mean(r2_white[b[3]]) for b in bins])
+        # the sighting scale's spread per bin: m4 = E|s|⁴/(E|s|²)² pooled over the bin's sightings
+        m4_bin = np.array([(s4_a[c][b[3]].sum() * n_a[c][b[3]].sum() / s2_a[c][b[3]].sum() ** 2)
+                           if s2_a[c][b[3]].sum() > 0 else (d + 1) / (d - 1) for b in bins])
+        sv_bin = np.asarray(th.adamw_scale_variance(m4_bin, d), np.float64)
+        # (8.2) with the random scale and the exact memory, at each bin's centre, as a ratio to the
+        # fixed-scale (8.2) there (the ratio varies by < 1 % across a bin's factor ~1.8 in p)
+        g_c = np.exp(np.interp(np.log(pb), np.log(pgrid), np.log(g)))
+        g_t = np.array([float(th.adamw_tailed_r2(lr, wd, d, pb[i], args.b1, b2, sv_bin[i])) for i in range(len(bins))])
+        th_tail = th_white * np.sqrt(g_t / g_c)
+        th_gauss = th_white * np.sqrt(kappa_bin)
+        th_bins = th_tail * np.sqrt(kappa_bin)
+        err_gauss = rb / th_gauss - 1
+        old_bins = np.sqrt([np.mean(np.asarray(th.adamw_equilibrium_by_frequency(lr, wd, d, pf[b[3]], b2),
+                                               np.float64) ** 2) for b in bins])
+        err = rb / th_bins - 1
         fit = stats.hinge_fit(pb, rb)
-        fit_th = stats.hinge_fit(pb, th_bins)
+        fit_th = stats.hinge_fit(pb, old_bins)
         frequent = pf > 10 * (1 - b2)
         rare = pf < 0.1 * (1 - b2)
         r_freq_th = float(th.adamw_equilibrium(lr, wd, d))
+        good = np.abs(err) <= 0.10
         results[f"adamw_b2={b2}"] = {
             "optimizer": "adamw", "lr": lr, "weight_decay": wd, "b1": args.b1, "b2": b2, "one_minus_b2": 1 - b2,
+            "formula": "⟨R²⟩ = η²p Σ_L E|w(L)|² · κ(f_m), sighting scale σ² ~ Gamma(1, Var σ² from m4)  (docs/theory.md §8.2)",
+            "max_abs_rel_error": float(np.max(np.abs(err))),
+            "bins_within_10pct": int(good.sum()), "n_bins": len(bins),
+            "decades_within_10pct": float(np.log10(pb[good].max() / pb[good].min())) if good.sum() >= 2 else 0.0,
+            "all_bins_within_10pct": bool(good.all()),
+            "gaussian_scale_bins_within_10pct": int((np.abs(err_gauss) <= 0.10).sum()),
+            "gaussian_scale_max_abs_rel_error": float(np.max(np.abs(err_gauss))),
             "crossover_p": fit.x_break, "crossover_over_one_minus_b2": fit.x_break / (1 - b2),
             "crossover_miss_decades": float(np.log10(fit.x_break / (1 - b2))),
             "bracketed": bool(np.sort(pb)[1] < 1 - b2 < np.sort(pb)[-2]),
             "crossover_near": bool(np.sort(pb)[1] < 1 - b2 < np.sort(pb)[-2]
                                    and abs(np.log10(fit.x_break / (1 - b2))) <= NEAR_DECADES),
             "slope_rare": fit.slope_left, "slope_frequent": fit.slope_right,
-            "hinge_fit": fit._asdict(), "hinge_fit_of_theory": fit_th._asdict(),
+            "hinge_fit": fit._asdict(), "hinge_fit_of_old_conjecture": fit_th._asdict(),
             "frequent_norm": float(np.sqrt(np.mean(r2[c][frequent]))) if frequent.any() else None,
             "frequent_norm_theory": r_freq_th,
             "frequent_rel_error": (float(np.sqrt(np.mean(r2[c][frequent])) / r_freq_th - 1) if frequent.any() else None),
             "rare_rel_error": (float(np.sqrt(np.mean(r2[c][rare])) / np.sqrt(np.mean(np.asarray(
                 th.adamw_rare_equilibrium(lr, wd, d, pf[rare], b2), np.float64) ** 2)) - 1) if rare.any() else None),
             "n_frequent": int(frequent.sum()), "n_rare": int(rare.sum()),
-            "bins": {"p": pb, "norm": rb, "norm_theory": th_bins, "count": [b[2] for b in bins]},
+            "bins": {"p": pb, "norm": rb, "norm_theory": th_bins, "norm_theory_white": th_white,
+                     "norm_old_conjecture": old_bins, "rel_error": err, "mean_fraction": fm_bin,
+                     "norm_theory_gaussian_scale": th_gauss, "rel_error_gaussian_scale": err_gauss,
+                     "m4": m4_bin, "scale_var": sv_bin,
+                     "restoring_factor": kappa_bin, "count": [b[2] for b in bins]},
+            "theory_grid": {"p": pgrid, "norm_white": np.sqrt(g)},
             "per_concept_norm_rms": np.sqrt(r2[c]),
         }
     timings["adamw"] = time.time() - t0
@@ -214,7 +268,7 @@ def main(argv=None):
     th_bins = np.array([np.mean(np.asarray(th.sgd_wd_equilibrium(pf[b[3]] * w, lr_s, wd_s), np.float64) ** 4) ** 0.25
                         for b, w in zip(bins, w2_bin)])
     th_bins = np.where(seen > 0, th_bins, np.nan)
-    eps_star = np.sqrt(2 * lr_s * wd_s / pb)  # equilibrium angular step per sighting (THEORY §6)
+    eps_star = np.sqrt(2 * lr_s * wd_s / pb)  # equilibrium angular step per sighting (docs/theory.md §6)
     fit = stats.loglog_fit(pb, rb)
     fit_th = stats.loglog_fit(pb, th_bins)
     ok = eps_star < 0.3
@@ -224,7 +278,7 @@ def main(argv=None):
         "slope_in_regime": stats.loglog_fit(pb[ok], rb[ok]).slope,
         "slope_theory_in_regime": stats.loglog_fit(pb[ok], th_bins[ok]).slope,
         "median_rel_error_in_regime": float(np.median(rb[ok] / th_bins[ok] - 1)) if ok.any() else None,
-        "regime_note": "angular step per sighting ε* = sqrt(2ηλ/p) < 0.3 (THEORY §11) only for p > "
+        "regime_note": "angular step per sighting ε* = sqrt(2ηλ/p) < 0.3 (docs/theory.md §11) only for p > "
                        f"{2 * lr_s * wd_s / 0.09:.3g}",
         "bins": {"p": pb, "norm": rb, "norm_theory": th_bins, "w2": w2_bin, "sightings_measured": seen,
                  "eps_star": eps_star, "count": [b[2] for b in bins]},
@@ -238,7 +292,19 @@ def main(argv=None):
           f"{args.steps} steps, window = last {100 * args.window:.0f}%")
     for b2 in ADAMW_B2:
         r = results[f"adamw_b2={b2}"]
-        print(f"adamw β₂={b2}: crossover p_c = {r['crossover_p']:.3g} vs 1-β₂ = {1 - b2:.3g} "
+        b = r["bins"]
+        print(f"adamw β₂={b2}: {r['formula']}: {r['bins_within_10pct']}/{r['n_bins']} bins within 10 % "
+              f"(max |err| {100 * r['max_abs_rel_error']:.1f}%)")
+        print(f"  fixed-scale (8.2): {r['gaussian_scale_bins_within_10pct']}/{r['n_bins']} bins within 10 % "
+              f"(max |err| {100 * r['gaussian_scale_max_abs_rel_error']:.1f}%)")
+        print(f"  {'p':>9} {'n':>4} {'measured':>9} {'formula':>8} {'err':>7} {'m4':>6} {'Varσ²':>6} {'fixed σ':>8} "
+              f"{'err':>7} {'f_m':>6} {'κ':>6} {'old conj.':>9}")
+        for i in range(len(b["p"])):
+            print(f"  {b['p'][i]:>9.3g} {b['count'][i]:>4d} {b['norm'][i]:>9.4f} {b['norm_theory'][i]:>8.4f} "
+                  f"{100 * b['rel_error'][i]:>+6.1f}% {b['m4'][i]:>6.2f} {b['scale_var'][i]:>6.2f} "
+                  f"{b['norm_theory_gaussian_scale'][i]:>8.4f} {100 * b['rel_error_gaussian_scale'][i]:>+6.1f}% "
+                  f"{b['mean_fraction'][i]:>6.3f} {b['restoring_factor'][i]:>6.3f} {b['norm_old_conjecture'][i]:>9.4f}")
+        print(f"  old two-branch conjecture: crossover p_c = {r['crossover_p']:.3g} vs 1-β₂ = {1 - b2:.3g} "
               f"(×{r['crossover_over_one_minus_b2']:.2f}, {r['crossover_miss_decades']:+.2f} decades: "
               f"{'near' if r['crossover_near'] else 'NOT near' if r['bracketed'] else 'not bracketed'}); "
               f"slopes rare {r['slope_rare']:.2f} (theory 0.5), frequent {r['slope_frequent']:.2f} (theory 0); "
@@ -267,12 +333,16 @@ def main(argv=None):
         a.scatter(pf[seen], per[seen], s=3, color=c, alpha=0.15)
         a.plot(r["bins"]["p"], r["bins"]["norm"], "o-", color=c, lw=2, label=f"{label}: measured (binned)")
         if k != "sgd":
-            a.plot(pp, np.asarray(th.adamw_equilibrium_by_frequency(r["lr"], r["weight_decay"], d, pp, r["b2"])), "--",
-                   color=c, lw=1.5, label=f"{label}: theory ηd·min(p,1-β₂)/(2λ(1-β₂))")
+            a.plot(r["bins"]["p"], r["bins"]["norm_theory"], "--", color=c, lw=2,
+                   label=f"{label}: theory §8.2 (gap sum, measured sighting-scale spread, × κ, binned)")
+            a.plot(r["bins"]["p"], r["bins"]["norm_theory_gaussian_scale"], "-.", color=c, lw=1,
+                   label=f"{label}: §8.2 with a fixed sighting scale")
+            a.plot(pp, np.asarray(th.adamw_equilibrium_by_frequency(r["lr"], r["weight_decay"], d, pp, r["b2"])), ":",
+                   color=c, lw=1, label=f"{label}: old conjecture ηd·min(p,1-β₂)/(2λ(1-β₂))")
             a.axvline(1 - r["b2"], color=c, ls=":", lw=1)
             a.plot([r["crossover_p"]], [np.interp(np.log10(r["crossover_p"]), np.log10(r["bins"]["p"]),
                                                   r["bins"]["norm"])], "*", color=c, ms=14, mec="k",
-                   label=f"{label}: fitted crossover p_c = {r['crossover_p']:.2g}")
+                   label=f"{label}: hinge-fit break p_c = {r['crossover_p']:.2g}")
         else:
             a.plot(r["bins"]["p"], r["bins"]["norm_theory"], "--", color=c, lw=1.5,
                    label="theory (ηpW²/(λ(2-ηλ)))^¼, W² measured")
@@ -285,8 +355,8 @@ def main(argv=None):
         a.legend(fontsize=7)
     ax.set_ylabel("equilibrium norm |x|  (rms over the window)")
     ax.set_ylim(0.05, 2.5)  # a rare concept decays far below between its sightings: its dot may be off-scale
-    ax.set_title("AdamW: norm vs frequency (dots: concepts seen at least once, y clipped; dotted: p = 1-β₂)",
-                 fontsize=9)
+    ax.set_title("AdamW: rms norm vs frequency (dots: concepts seen at least once, y clipped; "
+                 "vertical dotted: p = 1-β₂)", fontsize=9)
     ax_s.set_ylabel("equilibrium norm |x|  ((mean R⁴)^¼ over the window)")
     ax_s.set_title("SGD+decay beside it (rare concepts: ε* ≫ 1, shot-noise kicks)", fontsize=9)
     for k, r in results.items():
@@ -304,18 +374,17 @@ def main(argv=None):
     ax2.axhline(0.25, color="gray", lw=0.8)
     ax2.axhline(0.0, color="gray", lw=0.8)
     ax2.set_xscale("log")
-    ax2.set_ylim(-1.0, 1.2)  # SGD's rare bins (far outside THEORY §11's regime) swing beyond this
+    ax2.set_ylim(-1.0, 1.2)  # SGD's rare bins (far outside docs/theory.md §11's regime) swing beyond this
     ax2.set_xlabel("p (between neighbouring bins)")
     ax2.set_ylabel("local slope d log|x| / d log p")
-    ax2.set_title("local slopes; theory: AdamW ½ (rare), 0 (frequent); SGD ¼ if W² is flat (y clipped)",
-                  fontsize=9)
+    ax2.set_title("local slopes (dashed: theory §8.2 for AdamW, §6 for SGD; y clipped)", fontsize=9)
     ax2.legend(fontsize=7)
     fig.tight_layout()
     out.savefig(fig)
 
     body = {
         "crossover_definition": "hinge fit of log10 R_bin vs log10 p_bin with free slopes on both sides; p_c is the "
-                                "break (normflow.stats.hinge_fit); THEORY §8 predicts p_c = 1-β₂, slopes 1/2 and 0",
+                                "break (normflow.stats.hinge_fit); docs/theory.md §8 predicts p_c = 1-β₂, slopes 1/2 and 0",
         "near_definition": f"crossover_near: 1-β₂ lies inside the bins (>= 2 bins on each side: 'bracketed') and "
                            f"|log10(p_c/(1-β₂))| <= {NEAR_DECADES}",
         "task": {"num_concepts": args.concepts, "zipf_exponent": args.zipf_exponent, "batch_size": args.batch_size,
@@ -327,7 +396,11 @@ def main(argv=None):
                           "crossover_miss_decades": r["crossover_miss_decades"],
                           "bracketed": r["bracketed"], "crossover_near": r["crossover_near"],
                           "slope_rare": r["slope_rare"], "slope_frequent": r["slope_frequent"],
-                          "frequent_rel_error": r["frequent_rel_error"], "rare_rel_error": r["rare_rel_error"]}
+                          "frequent_rel_error": r["frequent_rel_error"], "rare_rel_error": r["rare_rel_error"],
+                          "formula": r["formula"], "max_abs_rel_error": r["max_abs_rel_error"],
+                          "bins_within_10pct": r["bins_within_10pct"], "n_bins": r["n_bins"],
+                          "decades_within_10pct": r["decades_within_10pct"],
+                          "all_bins_within_10pct": r["all_bins_within_10pct"]}
                          if k != "sgd" else {"slope": r["slope"], "slope_theory": r["slope_theory"],
                                              "slope_in_regime": r["slope_in_regime"]})
                      for k, r in results.items()},

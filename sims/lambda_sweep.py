@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Paper Fig. 2 on a task whose truth is known: sweep the weight decay λ, read the equilibrium
-norm, and test THEORY §6's fourth-root law R⁴ = ηpV²/(λ(2-ηλ)) under SGD+decay and AdamW.
+norm, and test docs/theory.md §6's fourth-root law R⁴ = ηpV²/(λ(2-ηλ)) under SGD+decay and AdamW.
 
     python sims/lambda_sweep.py            # 6 λ per optimizer; 12k SGD steps, 24k AdamW steps
     python sims/lambda_sweep.py --quick    # 3 λ; 1.5k SGD steps, 3k AdamW steps (tests)
@@ -12,8 +12,8 @@ vmapped over λ): p (exact, from the task), V² and W² = |s̄|² + V² per conc
 equilibrium norm is the time average over the last ``--window`` of the run.
 
 Left panel: mean equilibrium norm against λ (measured solid, theory dashed). Middle/right:
-per concept and λ, R⁴ against ηpV²/λ in log-log, with the fitted slope and Pearson r. THEORY
-§6 predicts slope 1 under SGD+decay (R⁴ ≈ ηpV²/(2λ)); under AdamW THEORY §8 predicts
+per concept and λ, R⁴ against ηpV²/λ in log-log, with the fitted slope and Pearson r.
+docs/theory.md §6 predicts slope 1 under SGD+decay (R⁴ ≈ ηpV²/(2λ)); under AdamW docs/theory.md §8 predicts
 R² = ηd/(2λ) whatever V², so the relation collapses: within one λ the slope is 0.
 """
 
@@ -30,14 +30,14 @@ SGD_LR, ADAMW_LR = 0.5, 1e-2
 # λ ranges: ηλ from 1.5e-4 to 1.5e-2 (SGD) and 3e-4 to 3e-2 (AdamW), so that the slowest run
 # spans >= 4 nominal relaxation times (1/(4ηλ) steps for SGD's R⁴, 1/(2ηλ) for AdamW's R², run
 # twice as long because AdamW relaxes more slowly than that) before the averaging window, and
-# the fastest keeps the angular step (SGD: sqrt(2ηλ/p); AdamW: sqrt(2ηλ)) below ~0.25 (THEORY §11).
+# the fastest keeps the angular step (SGD: sqrt(2ηλ/p); AdamW: sqrt(2ηλ)) below ~0.25 (docs/theory.md §11).
 SGD_LAMBDAS, ADAMW_LAMBDAS = (3e-4, 3e-2), (3e-2, 3.0)
 QUICK = dict(steps=1500, adamw_steps=3000, num_lambdas=3, sgd_lambdas=(4e-3, 4e-2), adamw_lambdas=(0.2, 2.0), se_batches=128)
 
 
 def build_parser():
     p = cli.make_parser("lambda_sweep.py", "Paper Fig. 2: equilibrium norm against weight decay λ, "
-                                           "SGD+decay (THEORY §6) vs AdamW (THEORY §8).")
+                                           "SGD+decay (docs/theory.md §6) vs AdamW (docs/theory.md §8).")
     cli.add_task_args(p, dim=32, depth=3, branching=4)
     p.add_argument("--steps", type=int, default=12000, help="SGD training steps per run (--quick: 1500)")
     p.add_argument("--adamw-steps", type=int, default=24000,
@@ -101,7 +101,7 @@ def save_steps(steps: int, window: float):
     return np.unique(np.concatenate([log_steps(steps, 40), np.linspace(w0, steps, 48).round().astype(int)])), w0
 
 
-def analyse(name, run, se, task, lr, lams, steps_arr, w0, batch_size):
+def analyse(name, run, se, task, lr, lams, steps_arr, w0, batch_size, b1=0.9, b2=0.999):
     """Per-config equilibrium numbers and the Fig. 2 fits (host side)."""
     from normflow import stats, theory as th
 
@@ -121,12 +121,19 @@ def analyse(name, run, se, task, lr, lams, steps_arr, w0, batch_size):
     d = task.dim
     if name == "sgd":
         theory_r = np.asarray(th.sgd_wd_equilibrium(p * w2, lr, lam), np.float64)  # (ηpW²/(λ(2-ηλ)))^{1/4}
-        formula = "R*⁴ = ηpW²/(λ(2-ηλ))  (THEORY §6)"
+        formula = "R*⁴ = ηpW²/(λ(2-ηλ))  (docs/theory.md §6)"
         theory_r4 = theory_r**4
         relax = 4 * lr * lam[:, 0] * w0  # R⁴ relaxes at rate 4ηλ per step
     else:
-        theory_r = np.broadcast_to(np.asarray(th.adamw_equilibrium(lr, lam, d), np.float64), r4.shape)  # sqrt(ηd/(2λ))
-        formula = "R*² = ηd/(2λ)  (THEORY §8, p ≫ 1-β₂)"
+        # docs/theory.md §8.1–§8.2: ⟨R²⟩ = η²pΣ_L E|w(L)|² (finite ηλ, the gap memory of v; at
+        # p ≫ 1-β₂ it is (ηd/2λ)·F) times the restoring factor of the measured mean part f_m
+        pu, inv = np.unique(p[0], return_inverse=True)
+        r2_white = np.stack([np.asarray(th.adamw_frequency_r2(lr, l, d, pu, b1, b2), np.float64)[inv]
+                             for l in lam[:, 0]])
+        kappa = np.asarray(th.adamw_restoring_factor(lr * lam, mean_frac, p, b1), np.float64)
+        theory_r = np.sqrt(r2_white * kappa)
+        old_r = np.broadcast_to(np.asarray(th.adamw_equilibrium(lr, lam, d), np.float64), r4.shape)  # sqrt(ηd/(2λ))
+        formula = "⟨R²⟩ = (ηd/2λ)·F(ηλ,β₁)·κ(f_m)  (docs/theory.md §8.1)"
         theory_r4 = theory_r**4
         relax = 2 * lr * lam[:, 0] * w0  # nominal: R² relaxes at rate 2ηλ per step (measured: slower)
     pooled = stats.loglog_fit(x, r4)
@@ -140,6 +147,11 @@ def analyse(name, run, se, task, lr, lams, steps_arr, w0, batch_size):
             "window_drift_r4": float(drift[c]),
             "mean_norm": float(r_mean[c].mean()), "mean_norm_theory": float(theory_r[c].mean()),
             "rel_error_mean_norm": float(r_mean[c].mean() / theory_r[c].mean() - 1),
+            "rms_norm": float(np.sqrt(r2[c].mean())), "rms_norm_theory": float(np.sqrt(np.mean(theory_r[c] ** 2))),
+            "rel_error_rms_norm": float(np.sqrt(r2[c].mean() / np.mean(theory_r[c] ** 2)) - 1),
+            **({"rel_error_rms_vs_eta_d_over_2lambda": float(np.sqrt(r2[c].mean()) / old_r[c].mean() - 1),
+                "restoring_factor_mean": float(kappa[c].mean()),
+                "finite_decay_factor": float(th.adamw_finite_decay_factor(lr * l, b1))} if name == "adamw" else {}),
             "median_r4_over_theory": float(np.median(r4[c] / theory_r4[c])),
             "within_slope": within[c].slope, "within_r": within[c].r, "within_slope_theory": within_theory[c].slope,
             "mean_fraction_of_w2": float(np.mean(mean_frac[c])),
@@ -195,7 +207,8 @@ def main(argv=None):
             raise e
         se = jax.vmap(lambda m: nf.source_energy(m, task, key=k_se, batch_size=args.batch_size,
                                                  num_batches=args.se_batches))(run.model)
-        results[name] = analyse(name, run, se, task, lr, lams, np.asarray(run.steps[0]), w0, args.batch_size)
+        results[name] = analyse(name, run, se, task, lr, lams, np.asarray(run.steps[0]), w0, args.batch_size,
+                                b1=args.b1, b2=args.b2)
         results[name]["steps"], results[name]["window_start_step"] = steps, w0
         nr = np.asarray(run.norms, np.float64)
         results[name]["trajectory"] = {
@@ -217,11 +230,16 @@ def main(argv=None):
               f"(theory's values fitted the same way: slope {ft['slope']:.3f})")
         print(f"  within one λ: mean slope {r['within_lambda_slope_mean']:.3f} "
               f"(theory {r['within_lambda_slope_theory_mean']:.3f}), mean r {r['within_lambda_r_mean']:.3f}")
-        print(f"  {'λ':>9} {'ηλ':>8} {'relax':>6} {'mean R':>8} {'theory':>8} {'rel.err':>8} {'R⁴/th':>7} {'slope':>6}")
+        print(f"  {'λ':>9} {'ηλ':>8} {'relax':>6} {'mean R':>8} {'theory':>8} {'rel.err':>8} {'rms R':>8} "
+              f"{'theory':>8} {'rel.err':>8} {'R⁴/th':>7} {'slope':>6}")
         for row in r["lambdas"]:
             print(f"  {row['lambda']:>9.3g} {row['eta_lambda']:>8.2g} {row['relaxations_before_window']:>6.1f} "
                   f"{row['mean_norm']:>8.4f} {row['mean_norm_theory']:>8.4f} {100 * row['rel_error_mean_norm']:>+7.1f}% "
+                  f"{row['rms_norm']:>8.4f} {row['rms_norm_theory']:>8.4f} {100 * row['rel_error_rms_norm']:>+7.1f}% "
                   f"{row['median_r4_over_theory']:>7.3f} {row['within_slope']:>6.2f}")
+        if name == "adamw":
+            print("  AdamW's formula is for ⟨R²⟩: compare the rms norm; vs the old √(ηd/2λ): "
+                  + ", ".join(f"{100 * row['rel_error_rms_vs_eta_d_over_2lambda']:+.1f}%" for row in r["lambdas"]))
 
     # Figure.
     import matplotlib
@@ -234,16 +252,20 @@ def main(argv=None):
     colors = {"sgd": "tab:blue", "adamw": "tab:red"}
     for name, r in results.items():
         lam = [row["lambda"] for row in r["lambdas"]]
-        ax.plot(lam, [row["mean_norm"] for row in r["lambdas"]], "o-", color=colors[name], lw=2,
-                label=f"{name} (η={r['lr']:g}) measured")
-        ax.plot(lam, [row["mean_norm_theory"] for row in r["lambdas"]], "x--", color=colors[name], lw=1.5, ms=9,
+        key = "rms_norm" if name == "adamw" else "mean_norm"  # AdamW's formula is for ⟨R²⟩
+        ax.plot(lam, [row[key] for row in r["lambdas"]], "o-", color=colors[name], lw=2,
+                label=f"{name} (η={r['lr']:g}) measured ({'rms' if name == 'adamw' else 'mean'} |x|)")
+        ax.plot(lam, [row[key + "_theory"] for row in r["lambdas"]], "x--", color=colors[name], lw=1.5, ms=9,
                 label=f"{name} theory: {r['formula'].split('  ')[0]}")
+        if name == "adamw":
+            ax.plot(lam, [np.sqrt(r["lr"] * task.dim / (2 * lv)) for lv in lam], ":", color=colors[name], lw=1.2,
+                    label="adamw, small-ηλ limit √(ηd/2λ)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("weight decay λ")
-    ax.set_ylabel("mean equilibrium norm |x| (time average, all concepts)")
-    ax.set_title("equilibrium norm vs λ", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("equilibrium |x|  (SGD: mean, AdamW: rms)")
+    ax.set_title("equilibrium norm vs λ (time average over the window and concepts)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
     for ax, name in zip(axes[1:], ("sgd", "adamw")):
         r = results[name]
         pc = r["per_concept"]
@@ -266,8 +288,8 @@ def main(argv=None):
         else:
             for c, l in enumerate(lams):
                 xc = np.asarray(pc["x_eta_p_v2_over_lambda"][c])
-                ax.plot([xc.min(), xc.max()], [pc["r4_theory"][c][0]] * 2, "--", color=cmap[c], lw=1.5,
-                        label="theory R⁴ = (ηd/2λ)² (slope 0 per λ)" if c == 0 else None)
+                ax.plot([xc.min(), xc.max()], [np.mean(pc["r4_theory"][c])] * 2, "--", color=cmap[c], lw=1.5,
+                        label="theory R⁴ = ((ηd/2λ)Fκ)² (slope ≈ 0 per λ)" if c == 0 else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("ηpV²/λ  (per concept; V² = source variance at unit radius)")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Paper Fig. 1 on a synthetic task: under gradient flow the free table's norms stay constant
-while a network's drift, at exactly the NTK radial rate D of THEORY §9.
+while a network's drift, at exactly the NTK radial rate D of docs/theory.md §9.
 
     python sims/ntk_drift.py            # default size (about a minute or two on 2 cores)
     python sims/ntk_drift.py --quick    # the test-suite size
@@ -178,7 +178,7 @@ def main(argv=None):
         ax.plot(ts, tb["norms"][:, a], "-", color="0.5", lw=3, alpha=0.5,
                 label="free-table concepts (measured)" if a == 0 else None)
         ax.plot(ts[[0, -1]], tb["norms"][[0, 0], a], "--", color="k", lw=0.6,
-                label="table theory: R(t) = R(0) (THEORY §3)" if a == 0 else None)
+                label="table theory: R(t) = R(0) (docs/theory.md §3)" if a == 0 else None)
     ax.set_xlabel("flow time t (= η·steps)")
     ax.set_ylabel("embedding norm |x(a)|")
     ax.set_title("gradient flow, no decay: the table's norms stay put, the network's drift", fontsize=9)
@@ -209,7 +209,7 @@ def main(argv=None):
     ax.scatter(tb["d_eval"].ravel(), tb["fd"].ravel(), s=8, c="tab:orange", marker="x", label="free table")
     lim = 1.05 * max(np.max(np.abs(nw["d_eval"])), np.max(np.abs(nw["fd"])))
     ax.plot([-lim, lim], [-lim, lim], "k--", lw=1, label="y = x")
-    ax.set_xlabel("D from radial_drift (theory, THEORY §9)")
+    ax.set_xlabel("D from radial_drift (theory, docs/theory.md §9)")
     ax.set_ylabel("dR/dt from finite differences of saved norms (measured)")
     ax.set_title(f"worst error {nw['fd_vs_drift']:.1e} of max|D| (finite differences), "
                  f"{nw['rate_vs_drift']:.1e} (recorded rate)", fontsize=9)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Main job: Diffrax gradient flow against a discrete optimizer, with THEORY.md's formula for
+"""Main job: Diffrax gradient flow against a discrete optimizer, with docs/theory.md's formula for
 that optimizer drawn against the measured norms, level by level of the concept tree.
 
     python sims/ode_vs_adam.py --optimizer adam        # or gd, sgd, sgdm, adamw, ...
 
-From one initialisation of one hierarchical task it runs (a) gradient flow (THEORY §3, the
+From one initialisation of one hierarchical task it runs (a) gradient flow (docs/theory.md §3, the
 reference: norms stay at R₀e^{-λt}) and (b) the chosen optimizer, measures the source energy
-pW² along the run (THEORY §1), and compares the end-of-run norms per level with the formula
+pW² along the run (docs/theory.md §1), and compares the end-of-run norms per level with the formula
 the theory gives for that optimizer. Writes ``figures/ode_vs_<NAME>.png`` and
 ``<out>/results.json``; prints a table and a plain verdict.
 """
@@ -22,7 +22,7 @@ import numpy as np
 from normflow import cli
 from normflow.trajectory import log_steps as nf_log_steps
 
-from normflow.defaults import DEFAULTS  # noqa: E402  per-optimizer (lr, weight_decay), THEORY §11's regime
+from normflow.defaults import DEFAULTS  # noqa: E402  per-optimizer (lr, weight_decay), docs/theory.md §11's regime
 
 # Default run length: 6000 steps (≥ 3 relaxation times 1/(4ηλ) for the SGD family); the Adam
 # family with decay approaches R*² = ηd/(2λ) slowly (leaves first dip, then climb), and at 6000
@@ -58,14 +58,23 @@ def main(argv=None):
         if not 0 <= v < 1:
             raise cli.UsageError(f"{flag}: must be in [0, 1), got {v}")
     out = cli.Output(args, f"ode_vs_{name}")
-    chunks = 6 if args.quick else 10
     se_batches = 64 if args.quick else 128
     n_full = 256
     # Fixed in this script but needed to repeat the run (pW² is measured at the chunk boundaries).
-    # log-spaced saves for the path, plus 64 evenly spaced over the last 20 % (the comparison window)
-    save_steps = np.union1d(nf_log_steps(args.steps, 96), np.linspace(0.8 * args.steps, args.steps, 64).astype(int))
+    # log-spaced saves for the path, plus every step of the last 20 % (the comparison window, at
+    # most 4000 steps): the rms rotation per step is a mean over sampled steps, and with ~50 % of
+    # steps without a given concept its sampling error at depth 0 (4 concepts) is then ~1 %
+    window_saves = np.arange(int(0.8 * args.steps), args.steps + 1)[-4000:]
+    save_steps = np.union1d(nf_log_steps(args.steps, 96), window_saves)
+    # The source statistics are measured at log-spaced steps (the run is split there): early on a
+    # leaf's pW² collapses within tens of steps, and the Adam family's second moment remembers it
+    # (docs/theory.md §8.3), so the path needs it resolved where it changes fastest.
+    n_stats = 8 if args.quick else 24
+    stat_steps = np.unique(np.concatenate([np.geomspace(2, args.steps, n_stats).round(),
+                                           np.linspace(0.8 * args.steps, args.steps, 5).round()]).astype(int))
+    save_steps = np.union1d(save_steps, stat_steps)
     out.add_config(loss="info_nce", eps=1e-8, save_steps=len(save_steps), n_full=n_full, source_energy_batches=se_batches,
-                   chunks=chunks, ode_rtol=1e-6, ode_atol=1e-8)
+                   stat_steps=stat_steps, ode_rtol=1e-6, ode_atol=1e-8)
 
     import jax
 
@@ -77,7 +86,7 @@ def main(argv=None):
     levels = sorted(set(depth.tolist()))
     labels = [f"depth {int(l)}" for l in depth]
 
-    # (b) the optimizer, with pW² measured at the chunk boundaries (THEORY §1).
+    # (b) the optimizer, with pW² measured at the chunk boundaries (docs/theory.md §1).
     checkpoints = []
     bar, close = cli.progress_callback(args.steps, enabled=not args.quiet, desc=name)
 
@@ -86,12 +95,13 @@ def main(argv=None):
         se = nf.source_energy(model, task, key=jax.random.fold_in(k_se, step), batch_size=args.batch_size,
                               num_batches=se_batches)
         checkpoints.append((step, np.asarray(se.pw2, float), np.asarray(se.source_norm, float),
-                            np.asarray(se.mean_sq, float), np.asarray(se.p, float), np.asarray(se.var, float)))
+                            np.asarray(se.mean_sq, float), np.asarray(se.p, float), np.asarray(se.var, float),
+                            np.asarray(se.energy_var, float)))
 
     t0 = time.time()
     run = nf.train(task, name, lr=args.lr, weight_decay=args.weight_decay, steps=args.steps, batch_size=args.batch_size,
                    key=k_run, momentum=args.momentum, b1=args.momentum, b2=args.b2, save_steps=save_steps, n_full=n_full,
-                   callback=on_chunk, chunks=chunks)
+                   callback=on_chunk, chunks=stat_steps[stat_steps < args.steps])
     close()
     t_train = time.time() - t0
     steps = np.asarray(run.steps)
@@ -108,7 +118,7 @@ def main(argv=None):
         raise
 
     # (a) gradient flow from the same initialisation on the same fixed data set. With decay the
-    # flow's norm collapses as R₀e^{-λt} and its angular speed grows as 1/R² (THEORY §3), so
+    # flow's norm collapses as R₀e^{-λt} and its angular speed grows as 1/R² (docs/theory.md §3), so
     # the solve turns stiff; it stops where R has fallen to R₀/4 (t = ln4/λ) if that comes first.
     t0 = time.time()
     t1 = float(args.lr * args.steps)
@@ -127,7 +137,8 @@ def main(argv=None):
         return nf.modified_flow(task, args.lr, t1, key=k_run, weight_decay=args.weight_decay, n_samples=n_full,
                                 ts=ts, rtol=1e-7, atol=1e-9).norms
 
-    stat = {f: np.stack([c[i] for c in checkpoints]) for i, f in ((1, "pw2"), (3, "mean_sq"), (4, "p"), (5, "var"))}
+    stat = {f: np.stack([c[i] for c in checkpoints]) for i, f in ((1, "pw2"), (3, "mean_sq"), (4, "p"), (5, "var"),
+                                                                     (6, "energy_var"))}
     ctx = nf.theory.Context(steps=steps, r0=norms[0], stat_steps=np.array([c[0] for c in checkpoints]), **stat,
                             dim=task.dim,
                             lr=args.lr, weight_decay=args.weight_decay, total_steps=args.steps,
@@ -227,7 +238,7 @@ def main(argv=None):
     floor = 100 * np.finfo(np.asarray(run.norms).dtype).eps
     ax2.axhline(floor, color="gray", lw=0.8, ls=":")
     ax2.text(x[1], floor * 1.15, f"rounding floor ({np.asarray(run.norms).dtype})", fontsize=7, color="gray")
-    ax2.set_title("radial vs angular part of the update (THEORY §2)", fontsize=9)
+    ax2.set_title("radial vs angular part of the update (docs/theory.md §2)", fontsize=9)
     ax2.legend(fontsize=7)
     fig.suptitle(verdict, fontsize=8, color="green" if holds else "firebrick")
     fig.tight_layout()

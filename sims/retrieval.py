@@ -8,7 +8,7 @@ Builds :class:`normflow.benchmark.RetrievalCorpus` on a concept tree (queries: t
 every depth; documents: contexts attached to leaves and, as generic "hub" documents, to
 internal nodes; relevant = the document's node is below or at the query), trains an encoder
 on its co-occurrence pairs under each optimizer, and sweeps α over a grid. Encoders:
-``table`` (a free row per concept and per document: THEORY §5-§8 hold per document) and
+``table`` (a free row per concept and per document: docs/theory.md §5-§8 hold per document) and
 ``dual`` (:class:`normflow.DualEncoder`, an MLP context tower on the documents' fixed context
 vectors). Configurations of one optimizer (e.g. SGD with and without decay) train together as
 one :func:`normflow.sweep`. Writes ``figures/retrieval.png`` and ``<out>/results.json``.
@@ -29,7 +29,7 @@ DEFAULT_SET = (("sgd", 0.5, 1e-3), ("sgd", 0.5, 0.0), ("adam", 1e-2, 0.0), ("ada
 GAIN_MIN = 0.02  # "gain" (CLIP-like): best gain >= 2 % at α < 0 and above the shuffled-norm null's q95
 FLAT_MAX = 0.01  # "flat" (MiniLM-like): best gain < 1 %, or not above the null's q95
 NULL_PERMUTATIONS = 20  # shuffled-norm controls per run (benchmark.shuffled_norm_gains)
-SOURCE_BATCHES = 1024  # minibatches for the per-document source energy (THEORY §1)
+SOURCE_BATCHES = 1024  # minibatches for the per-document source energy (docs/theory.md §1)
 ENCODERS = ("table", "dual")
 
 
@@ -224,12 +224,18 @@ def main(argv=None):
                 fp = np.asarray(bm.cosine_false_positives(m, corpus, k=args.k), np.float64)
                 fp_r = float(np.corrcoef(np.log(dn), fp)[0, 1]) if fp.std() > 0 else None
                 theory, formula = None, None
-                if enc == "table" and name in ("sgd", "sgd_l2") and wd > 0:
-                    formula = "THEORY §6: R*⁴ = ηpW²/(λ(2-ηλ)), pW² measured per document at the end"
-                    theory = np.asarray(th.sgd_wd_equilibrium(pw2, lr, wd), np.float64)
-                elif enc == "table" and name == "adamw" and wd > 0:
-                    formula = "THEORY §8: R*² = ηd/(2λ), the same for every document (p ≫ 1-β₂)"
-                    theory = np.full_like(dn, float(th.adamw_equilibrium(lr, wd, args.dim)))
+                if enc == "table" and name != "gd":
+                    # docs/theory.md §15 per document row (a free row: §5–§8 apply to it), from the
+                    # statistics measured at the end; compared with the final document norms
+                    r0 = np.linalg.norm(np.asarray(model.doc_embeddings(), np.float64), axis=-1)
+                    f = lambda a: np.asarray(a, np.float64)[None]
+                    ctx = th.Context(steps=np.array([0, args.steps]), r0=r0, stat_steps=np.array([args.steps]),
+                                     p=f(se.p), pw2=f(se.pw2), mean_sq=f(se.mean_sq), var=f(se.var), dim=args.dim,
+                                     lr=lr, weight_decay=wd, total_steps=args.steps, momentum=args.momentum,
+                                     b1=args.momentum)
+                    pred = th.predict(name, ctx)
+                    formula = f"{pred.section}: {pred.formula}, statistics measured per document at the end"
+                    theory = np.asarray(pred.norms, np.float64)[-1]
                 runs.append({
                     "encoder": enc, "label": label, "optimizer": name, "lr": lr, "weight_decay": wd,
                     "final_loss": float(np.asarray(row.loss)[-1]),
@@ -322,7 +328,7 @@ def _figure(out, args, runs, alphas, levels, verdict):
         ax.set_ylabel(f"NDCG@{args.k} / NDCG@{args.k}(cosine)")
         ax.set_title(f"all queries — {enc_title[enc]}", fontsize=9)
         ax.legend(fontsize=7, loc="lower center")
-    # Document norms by the depth of the document's node: measured (solid) vs THEORY (dashed).
+    # Document norms by the depth of the document's node: measured (solid) vs theory (dashed).
     ax = axes[0, len(encs)]
     for r in main_runs:
         c = colors[r["label"]]

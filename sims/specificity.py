@@ -7,17 +7,16 @@ continuous spread (specificity = -spread), one table.
     python sims/specificity.py --quick              # sgd and adamw only, short runs (tests)
     python sims/specificity.py --optimizers sgd,sgdm,adamw
 
-Each optimizer runs at its default (lr, λ) from ``normflow.defaults`` (THEORY §11's regime), on
+Each optimizer runs at its default (lr, λ) from ``normflow.defaults`` (docs/theory.md §11's regime), on
 each task, for several seeds at once (one ``nf.sweep``: a vmap over seeds). The norm of a
 concept is its time average over the last ``--window`` of the run. Reported per optimizer and
 task: the generic/specific norm ratio (hierarchy: depth 0 over the deepest level; flat: the
 most spread quarter over the least spread quarter) and Spearman's ρ between norm and
-specificity (negative = generic concepts have the larger norms, the direction THEORY §5-§7
+specificity (negative = generic concepts have the larger norms, the direction docs/theory.md §5-§7
 predict for SGD: the norm reads out the source energy pW², larger for spread-out contexts).
-Beside the measurement, what the theory predicts for the same ratio where it has a formula:
-SGD family R ∝ (pW²)^{1/4} with pW² measured at the end of the run (THEORY §6-§7), Adam
-family a ratio of 1 (THEORY §8: R*² = ηd/(2λ) or the random walk R² = R₀² + η²dk, both
-independent of the source).
+Beside the measurement, the same ratio from the theory's norms: ``nf.theory.predict`` (docs/theory.md
+§15) for each optimizer, fed the source statistics measured at the end of the run (none for gd, whose
+imprint is path-dependent, docs/theory.md §4).
 """
 
 from __future__ import annotations
@@ -30,20 +29,24 @@ import numpy as np
 from normflow import cli
 
 DIRECTION_THRESHOLD = 0.3  # |ρ| below this: "no clear imprint"
-# What the theory says about the generic/specific ratio (see the module docstring).
-THEORY = {
-    "sgd": ("quartic", "R*⁴ = ηpW²/(λ(2-ηλ)) (THEORY §6)"),
-    "sgd_l2": ("quartic", "R*⁴ = ηpW²/(λ(2-ηλ)) (THEORY §6; L2 = decoupled for plain SGD)"),
-    "sgdm": ("quartic", "R*⁴ = ηpW²/(2λ(1-β)) (THEORY §7)"),
-    "sgdmw": ("quartic", "R*⁴ = ηpW²/(2λ(1-β)²) (THEORY §7, conjecture)"),
-    "sgdp": ("quartic", "R*⁴ = ηpW²/(2λ(1-β²)) (lab derivation, THEORY §2 with u_r = 0)"),
-    "adamw": ("one", "R*² = ηd/(2λ) (THEORY §8, p ≫ 1-β₂)"),
-    "adamp": ("one", "R*² = ηd(1-β1)/(2λ(1+β1)) (lab derivation, THEORY §8 with u_r = 0)"),
-    "adam": ("one", "R² = R₀² + η²d·k (THEORY §8, no decay)"),
-    "gd": (None, "GD imprint R⁴ = R₀⁴ + 2η²Σ|s̄|² is path-dependent (THEORY §4); see sims/ode_vs_adam.py"),
-    "adam_l2": (None, "no formula for L2 decay through Adam's preconditioner (THEORY §8: 'measure it')"),
-}
 QUICK_OPTIMIZERS = ("sgd", "adamw")
+
+
+def _b2(name, args):
+    return 0.99 if name == "lion" else args.b2  # Lion's published β₂
+
+
+def _prediction(name, args, task, steps, steps_arr, r0, se, c):
+    """docs/theory.md §15's prediction for seed ``c``, from the source statistics measured at the end."""
+    import normflow as nf
+    from normflow.defaults import DEFAULTS
+
+    lr, wd = DEFAULTS[name]
+    f = lambda a: np.asarray(a, np.float64)[c][None]
+    return nf.theory.predict(name, nf.theory.Context(steps=steps_arr, r0=np.asarray(r0, np.float64), stat_steps=np.array([steps]),
+                             p=f(se.p), pw2=f(se.pw2), mean_sq=f(se.mean_sq), var=f(se.var), dim=task.dim,
+                             lr=lr, weight_decay=wd, total_steps=steps, momentum=args.momentum, b1=args.momentum,
+                             b2=_b2(name, args)))
 
 
 def build_parser():
@@ -172,15 +175,13 @@ def main(argv=None):
     rows, curves, timings = [], {}, {}
     for name in args.optimizers:
         lr, wd = DEFAULTS[name]
-        kind, formula = THEORY[name]
         steps = args.adam_steps if name.startswith("adam") else args.steps
         w0 = int(round(steps * (1 - args.window)))
         s = np.unique(np.concatenate([nf.log_steps(steps, 32), np.linspace(w0, steps, 24).round().astype(int)]))
-        row = {"optimizer": name, "lr": lr, "weight_decay": wd, "theory": formula, "steps": steps,
-               "window_start_step": w0}
+        row = {"optimizer": name, "lr": lr, "weight_decay": wd, "steps": steps, "window_start_step": w0}
         for tname, task in tasks.items():
             t0 = time.time()
-            run = nf.sweep(task, name, lr=lr, weight_decay=wd, momentum=args.momentum, b1=args.momentum, b2=args.b2,
+            run = nf.sweep(task, name, lr=lr, weight_decay=wd, momentum=args.momentum, b1=args.momentum, b2=_b2(name, args),
                            seeds=seeds, steps=steps, batch_size=args.batch_size, save_steps=s, n_full=256)
             bad = np.asarray(run.diverged_step)
             if np.any(bad >= 0):
@@ -197,17 +198,19 @@ def main(argv=None):
             halves = [rec[:, (steps_arr >= w0) & (steps_arr < mid)].mean(axis=1), rec[:, steps_arr >= mid].mean(axis=1)]
             se = jax.vmap(lambda m: nf.source_energy(m, task, key=k_se, batch_size=args.batch_size,
                                                      num_batches=args.se_batches))(run.model)
-            pw2 = np.asarray(task.frequency(args.batch_size), np.float64) * np.asarray(se.source_norm, np.float64) ** 2
             spec, gen, sp, _ = groups(tname, task)
             meas = [measure(n, spec, gen, sp) for n in norms]
             ratio, rho = np.array([m[0] for m in meas]), np.array([m[1] for m in meas])
-            if kind == "quartic":
-                th = pw2**0.25
+            # the theory's norms (docs/theory.md §15), from the source statistics measured at the end
+            preds = [] if name == "gd" else [_prediction(name, args, task, steps, steps_arr, rec[c, 0], se, c)
+                                             for c in range(len(seeds))]
+            th = np.stack([np.asarray(q.norms, np.float64)[steps_arr >= w0].mean(axis=0) for q in preds]) if preds else None
+            if th is not None:
+                row["theory"] = f"{preds[0].formula} ({preds[0].section})"
                 th_ratio = float(np.mean([t[gen].mean() / t[sp].mean() for t in th]))
                 th_rho = float(np.mean([stats.spearman(t, spec) for t in th]))
-            elif kind == "one":
-                th_ratio, th_rho = 1.0, 0.0
             else:
+                row["theory"] = "GD's imprint is path-dependent (docs/theory.md §4); see sims/ode_vs_adam.py"
                 th_ratio, th_rho = None, None
             std = (lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else None)
             row[tname] = {
@@ -218,7 +221,7 @@ def main(argv=None):
                 # still drifting inside the window? (ratio over its first and second half)
                 "ratio_window_halves": [float(np.mean([measure(n, spec, gen, sp)[0] for n in h])) for h in halves],
             }
-            curves[(name, tname)] = (norms.mean(0), pw2.mean(0) ** 0.25 if kind == "quartic" else None)
+            curves[(name, tname)] = (norms.mean(0), None if th is None else th.mean(0))
             timings[f"{name}/{tname}"] = time.time() - t0
         rows.append(row)
 

@@ -1,4 +1,4 @@
-"""Test-wide setup: float64 for the theory checks (THEORY §11 tolerances need it), and a
+"""Test-wide setup: float64 for the theory checks (docs/theory.md §11 tolerances need it), and a
 small shared task factory. Tasks pass dtype explicitly, so float32 code paths stay testable."""
 
 import os

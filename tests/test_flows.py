@@ -1,5 +1,5 @@
-"""Diffrax engines: gradient flow conserves norms (THEORY §3); the modified flow tracks GD
-(THEORY §4); the SDE reproduces SGD's mean norm growth (THEORY §5)."""
+"""Diffrax engines: gradient flow conserves norms (docs/theory.md §3); the modified flow tracks GD
+(docs/theory.md §4); the SDE reproduces SGD's mean norm growth (docs/theory.md §5)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""THEORY §1: every loss depends on the embeddings only through their directions."""
+"""docs/theory.md §1: every loss depends on the embeddings only through their directions."""
 
 import jax
 import jax.numpy as jnp

@@ -85,7 +85,7 @@ def test_balance_fit_json_fits_recomputed_from_arrays(balance):
 
 
 def test_balance_fit_table_obeys_theory(balance):
-    """Free table: D = 0 (float32 rounding), λ_eff = λ exactly, and THEORY §9 (= §6 here)
+    """Free table: D = 0 (float32 rounding), λ_eff = λ exactly, and docs/theory.md §9 (= §6 here)
     predicts the per-concept equilibrium norms. R* ∝ (pW²/λ)^{1/4}, so a factor 2 error in pW² or
     λ moves the mean ratio by 19%: the 15% band catches it; the quick run's ~100 minibatches per
     concept limit r and the slope (measurement noise in pW² attenuates the slope)."""
@@ -103,7 +103,7 @@ def test_balance_fit_table_obeys_theory(balance):
 
 def test_balance_fit_network_needs_measured_terms(balance):
     """Network: the second-order expansion of one step holds (Taylor error small); the balance
-    closes with measured terms (λ_eff, pW²_eff, D); THEORY §9 as written (plain λ, the
+    closes with measured terms (λ_eff, pW²_eff, D); docs/theory.md §9 as written (plain λ, the
     loss-gradient pW²) underpredicts the norm by a large factor (the finding reported in the
     README), and the NTK drift dominates the decay."""
     res, _ = balance

@@ -103,7 +103,7 @@ def test_lambda_sweep_fits_are_recomputed_from_the_per_concept_arrays(lam):
 
 
 def test_lambda_sweep_sgd_obeys_the_fourth_root_law(lam):
-    """THEORY §6 at equilibrium: the quick λ grid is chosen so that every run spans >= 3.5
+    """docs/theory.md §6 at equilibrium: the quick λ grid is chosen so that every run spans >= 3.5
     relaxation times 1/(4ηλ) before the window (checked), so the law must hold there:
     R⁴ ∝ ηpV²/λ with slope 1 (±0.1) and the mean norm within 5% of (ηpW²/(λ(2-ηλ)))^{1/4}."""
     r = lam[0]["optimizers"]["sgd"]
@@ -114,10 +114,11 @@ def test_lambda_sweep_sgd_obeys_the_fourth_root_law(lam):
 
 
 def test_lambda_sweep_adamw_collapses_the_variance_readout(lam):
-    """THEORY §8: under AdamW the norm does not read out V² — within one λ the log-log slope
-    against pV² is far below SGD's (theory: exactly 0 for AdamW, 1 for SGD)."""
+    """docs/theory.md §8.1: under AdamW the norm does not read out V² — within one λ the log-log
+    slope against pV² is far below SGD's (theory: 0 for AdamW up to the restoring factor κ(f_m),
+    which moves R⁴ by < 2·f_m/2 ≈ 10 % across concepts while ηpV²/λ spans a decade: |slope| < 0.1)."""
     opt = lam[0]["optimizers"]
-    assert opt["adamw"]["within_lambda_slope_theory_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert abs(opt["adamw"]["within_lambda_slope_theory_mean"]) < 0.1
     assert opt["sgd"]["within_lambda_slope_mean"] > 0.8
     assert opt["adamw"]["within_lambda_slope_mean"] < 0.5 * opt["sgd"]["within_lambda_slope_mean"]
     for name in ("sgd", "adamw"):
@@ -129,6 +130,24 @@ def test_lambda_sweep_adamw_collapses_the_variance_readout(lam):
     for name in ("sgd", "adamw"):
         m = [row["mean_norm"] for row in opt[name]["lambdas"]]
         assert np.all(np.diff(m) < 0), (name, m)
+
+
+def test_lambda_sweep_adamw_rms_norm_follows_the_finite_decay_formula(lam):
+    """docs/theory.md §8.1: ⟨R²⟩ = (ηd/2λ)·F(ηλ, β₁)·κ(f_m), compared with the rms norm where the
+    run is at equilibrium: R⁴ moves < 2 % between the window's halves (at quick size, 3000 steps,
+    only ηλ = 2e-2 is; the smaller λ are still rising — AdamW's norm relaxes more slowly than
+    1/(2ηλ) while v catches up with the 1/R growth of the gradient). Tolerance 3 %: F is exact
+    for white sources; κ's and v's fluctuation errors are ~1–2 % (docs/theory.md §8.1 table)."""
+    r = lam[0]["optimizers"]["adamw"]
+    checked = 0
+    for row in r["lambdas"]:
+        assert np.isfinite(row["rms_norm_theory"]) and row["rms_norm_theory"] > 0
+        f = row["finite_decay_factor"]
+        assert 0 < f <= 1 and 0.8 < row["restoring_factor_mean"] <= 1
+        if abs(row["window_drift_r4"]) < 0.02:
+            assert abs(row["rel_error_rms_norm"]) < 0.03, row
+            checked += 1
+    assert checked >= 1
 
 
 # ----------------------------------------------------------------------------- specificity
@@ -155,7 +174,7 @@ def test_specificity_table_is_recomputed_from_the_norms(spec):
 
 
 def test_specificity_sgd_imprints_generic_larger(spec):
-    """THEORY §5-§6: under SGD the norm reads out the source energy pW², larger for generic
+    """docs/theory.md §5-§6: under SGD the norm reads out the source energy pW², larger for generic
     (spread-out) concepts; the theory column, computed from the measured pW², says the same."""
     row = next(r for r in spec[0]["table"] if r["optimizer"] == "sgd")
     for tname in ("hierarchy", "flat"):
@@ -196,12 +215,32 @@ def test_frequency_crossover_is_the_hinge_fit_of_the_binned_norms(freq):
     # bin width where 1-β₂ is bracketed (β₂ = 0.99 at quick size).
     r = res["runs"]["adamw_b2=0.99"]
     width = np.log10(r["bins"]["p"][1] / r["bins"]["p"][0])
-    assert abs(np.log10(r["hinge_fit_of_theory"]["x_break"] / 0.01)) < width
-    assert r["hinge_fit_of_theory"]["slope_left"] == pytest.approx(0.5, abs=0.05)
+    assert abs(np.log10(r["hinge_fit_of_old_conjecture"]["x_break"] / 0.01)) < width
+    assert r["hinge_fit_of_old_conjecture"]["slope_left"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_frequency_adamw_formula_is_smooth_and_its_errors_are_recomputed(freq):
+    """docs/theory.md §8.2: the any-p formula (binned) rises monotonically in p with local
+    slope between 0 and 1/2 (its rare limit ∝ √p, its frequent limit flat: no corner), lies
+    below the old two-branch conjecture near p = 1-β₂, and the reported errors are the bins'."""
+    res, _ = freq
+    for b2 in (0.99, 0.999):
+        r = res["runs"][f"adamw_b2={b2}"]
+        b = r["bins"]
+        th_ = np.asarray(b["norm_theory"], float)
+        assert np.all(np.isfinite(th_)) and np.all(th_ > 0)
+        grid = r["theory_grid"]
+        sl = np.diff(np.log(grid["norm_white"])) / np.diff(np.log(grid["p"]))
+        assert np.all(sl > 0) and np.all(sl < 0.5 + 0.01)
+        np.testing.assert_allclose(b["rel_error"], np.asarray(b["norm"]) / th_ - 1, rtol=1e-9)
+        assert r["max_abs_rel_error"] == pytest.approx(np.max(np.abs(b["rel_error"])))
+        near = np.argmin(np.abs(np.log(np.asarray(b["p"]) / (1 - b2))))
+        if abs(np.log10(b["p"][near] / (1 - b2))) < 0.3:
+            assert b["norm_theory_white"][near] < b["norm_old_conjecture"][near]
 
 
 def test_frequency_adamw_frequent_norm_does_not_depend_on_b2_as_sgd_on_p(freq):
-    """Frequent concepts (p > 10(1-β₂)) under AdamW: THEORY §8's plateau √(ηd/2λ) does not
+    """Frequent concepts (p > 10(1-β₂)) under AdamW: docs/theory.md §8's plateau √(ηd/2λ) does not
     depend on β₂; measured within 25% of it for β₂ = 0.99 (the quick run spans > 3 relaxation
     times 1/(2ηλ) before the window). The β₂ = 0.99 rare branch rises with p."""
     r = freq[0]["runs"]["adamw_b2=0.99"]

@@ -1,10 +1,10 @@
-"""Property tests (hypothesis, float64): measured norm dynamics against THEORY §4–§8.
+"""Property tests (hypothesis, float64): measured norm dynamics against docs/theory.md §4–§8.
 
 Each example draws a small hierarchical task (size, dimension, temperature) and η, λ inside
-THEORY §11's regime, trains it, measures the source energy ``pW²`` with
+docs/theory.md §11's regime, trains it, measures the source energy ``pW²`` with
 :func:`normflow.source_energy`, and compares with :mod:`normflow.theory`.
 
-Why the tolerances are what they are (THEORY §11, plus sampling):
+Why the tolerances are what they are (docs/theory.md §11, plus sampling):
 - the formulas are for the *expected* norm; a single run fluctuates around it. At equilibrium
   R⁴ fluctuates with relative size ~ sqrt(2ηλκ) (κ = Var|s|²/(E|s|²)² ≈ 2) and correlation time
   1/(4ηλ) steps, so a time average over M relaxation times has relative error ~ sqrt(2ηλκ/M)/4
@@ -87,7 +87,7 @@ SAVES, CHUNKS = 128, 32  # the same recording layout everywhere: one compiled pr
 @PROFILE
 @given(spec=tasks, lr=st.floats(0.1, 0.5), eta_lam=st.floats(5e-4, 1.5e-3))
 def test_sgd_weight_decay_equilibrium(spec, lr, eta_lam):
-    """THEORY §6: R* = (ηpW²/(λ(2-ηλ)))^{1/4} per concept, within 3 %."""
+    """docs/theory.md §6: R* = (ηpW²/(λ(2-ηλ)))^{1/4} per concept, within 3 %."""
     task = _task(*spec)
     wd = eta_lam / lr
     def predict(pw2):
@@ -102,7 +102,7 @@ def test_sgd_weight_decay_equilibrium(spec, lr, eta_lam):
 @PROFILE
 @given(spec=tasks, lr_eff=st.floats(0.1, 0.5), eta_lam=st.floats(5e-4, 1.5e-3), beta=st.floats(0.5, 0.9))
 def test_momentum_sgd_equilibrium(spec, lr_eff, eta_lam, beta):
-    """THEORY §7 (decay added to the gradient before the momentum): R*⁴ = ηpW²/(2λ(1-β)), within 5 %."""
+    """docs/theory.md §7 (decay added to the gradient before the momentum): R*⁴ = ηpW²/(2λ(1-β)), within 5 %."""
     task = _task(*spec)
     lr = lr_eff * (1 - beta)
     wd = eta_lam / lr_eff
@@ -119,7 +119,7 @@ def test_momentum_sgd_equilibrium(spec, lr_eff, eta_lam, beta):
 @given(temperature=st.floats(0.1, 0.5), dim=st.sampled_from([16, 32]), lr=st.floats(3e-3, 2e-2),
        eta_lam=st.floats(5e-4, 1e-3))
 def test_adamw_frequent_concepts_equilibrium(temperature, dim, lr, eta_lam):
-    """THEORY §8: R* = sqrt(ηd/(2λ)) for concepts with p ≫ 1-β₂, within 15 %."""
+    """docs/theory.md §8: R* = sqrt(ηd/(2λ)) for concepts with p ≫ 1-β₂, within 15 %."""
     task = _task(3, dim, temperature)
     p = np.asarray(task.frequency(B))
     assert p.min() > 100 * (1 - 0.999)  # the frequent regime
@@ -133,7 +133,7 @@ def test_adamw_frequent_concepts_equilibrium(temperature, dim, lr, eta_lam):
 @PROFILE
 @given(spec=tasks, lr=st.floats(0.08, 0.15))
 def test_sgd_imprint_without_decay(spec, lr):
-    """THEORY §5: R⁴(T) - R₀⁴ = 2η Σ_k η pW²_k along the recorded path of pW², within 2 % for
+    """docs/theory.md §5: R⁴(T) - R₀⁴ = 2η Σ_k η pW²_k along the recorded path of pW², within 2 % for
     the total over concepts; per concept within 2 % plus 3 standard deviations of the two noises
     of the comparison, both measured by ``source_energy``: the realized sum's sampling noise
     sqrt(Σ_k Var|s_k|²)/Σ_k pW²_k (a leaf's per-step energy is heavy-tailed, so one run's sum
@@ -152,7 +152,7 @@ def test_sgd_imprint_without_decay(spec, lr):
         evs.append(np.asarray(se.energy_var))
 
     # Burn-in: let the directions leave their random start (where the mean source is ~10× its
-    # later value and changes within a few steps, outside THEORY §11's slowly-varying-W² regime),
+    # later value and changes within a few steps, outside docs/theory.md §11's slowly-varying-W² regime),
     # then reset every norm to 1 and measure the imprint from there.
     k1, k2 = jax.random.split(jax.random.key(3))
     burn = nf.train(task, "sgd", lr=lr, steps=300, batch_size=B, key=k1, save_steps=2)
@@ -186,7 +186,7 @@ def test_sgd_imprint_without_decay(spec, lr):
 @PROFILE
 @given(spec=tasks, eps=st.floats(0.005, 0.05))
 def test_modified_flow_matches_gd_when_angular_step_small(spec, eps):
-    """THEORY §4: the modified flow reproduces GD's norms within 1 % while ε = η|s|/R² ≤ 0.05."""
+    """docs/theory.md §4: the modified flow reproduces GD's norms within 1 % while ε = η|s|/R² ≤ 0.05."""
     task = _task(*spec)
     key = jax.random.key(5)
     model = nf.default_model(task, jax.random.split(key)[0])
@@ -203,7 +203,7 @@ def test_modified_flow_matches_gd_when_angular_step_small(spec, eps):
 
 
 def test_modified_flow_breaks_at_large_angular_step():
-    """The same comparison at ε ≈ 1 misses by more than 1 % (THEORY §4: 'it visibly fails')."""
+    """The same comparison at ε ≈ 1 misses by more than 1 % (docs/theory.md §4: 'it visibly fails')."""
     task = _task(3, 8, 0.2)
     key = jax.random.key(5)
     model = nf.default_model(task, jax.random.split(key)[0])
@@ -218,7 +218,7 @@ def test_modified_flow_breaks_at_large_angular_step():
 @PROFILE
 @given(spec=tasks, lr=st.floats(0.1, 0.5), eta_lam=st.floats(5e-4, 1.5e-3), scale=st.sampled_from([0.7, 2.5]))
 def test_relaxation_follows_closed_form(spec, lr, eta_lam, scale):
-    """THEORY §6: from R₀ = scale·R* (directions already at equilibrium, so pW² is constant),
+    """docs/theory.md §6: from R₀ = scale·R* (directions already at equilibrium, so pW² is constant),
     R⁴(t) = e^{-4λt}R₀⁴ + R*⁴(1 - e^{-4λt}) within 5 % at t = ½, 1 and 2 relaxation times.
 
     Each concept's R⁴ is averaged over 8 independent continuations (different minibatch keys)

@@ -1,4 +1,4 @@
-"""Discrete engine: THEORY §2's identity, GD's norm law, projections, determinism, errors."""
+"""Discrete engine: docs/theory.md §2's identity, GD's norm law, projections, determinism, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ def _identity_rel_err(run, lr, wd):
 
 
 def test_gd_norm_grows_by_squared_step(small_task):
-    """THEORY §4: R'² = R² + η²|g|² at every recorded step, to 1e-10 relative (float64)."""
+    """docs/theory.md §4: R'² = R² + η²|g|² at every recorded step, to 1e-10 relative (float64)."""
     lr = 0.5
     run = nf.train(small_task, "gd", lr=lr, steps=40, key=jax.random.key(3), save_steps=CONSEC, n_full=96)
     r = np.asarray(run.norms)
@@ -46,7 +46,7 @@ def test_gd_first_step_matches_independent_gradient(small_task):
 
 @pytest.mark.parametrize("opt", ["sgd", "sgdm", "adamw", "adam_l2"])
 def test_exact_identity_every_optimizer(small_task, opt):
-    """THEORY §2's identity holds with the recorded u_r and |u|² (the record is consistent)."""
+    """docs/theory.md §2's identity holds with the recorded u_r and |u|² (the record is consistent)."""
     lr = 0.05 if "adam" in opt else 0.5
     run = nf.train(small_task, opt, lr=lr, weight_decay=0.01, steps=40, key=jax.random.key(4), save_steps=CONSEC, batch_size=16)
     assert _identity_rel_err(run, lr, 0.01) < 1e-10
@@ -76,6 +76,16 @@ def test_determinism_and_chunking(small_task):
     for f in ("steps", "norms", "radial", "angular", "update_sq", "loss"):
         assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
     assert not np.array_equal(a.norms, c.norms)
+    # chunk boundaries at chosen recorded steps: same run, and the callback sees exactly them
+    seen = []
+    s = np.asarray(a.steps)
+    d = nf.train(small_task, "sgdm", key=jax.random.key(9), chunks=s[[3, 5, 20]],
+                 callback=lambda k, m: seen.append(k), **kw)
+    assert seen == [0, int(s[3]), int(s[5]), int(s[20]), 300]
+    for f in ("norms", "radial", "update_sq"):
+        assert np.array_equal(getattr(a, f), getattr(d, f)), f
+    with pytest.raises(ValueError, match="chunks: step 7 is not a recorded step"):
+        nf.train(small_task, "sgdm", key=jax.random.key(9), chunks=[7], save_steps=[10, 20], **kw)
 
 
 def test_recording_is_sparse_and_log_spaced(small_task):
@@ -105,7 +115,7 @@ def test_divergence_is_caught_and_record_kept(small_task):
 @pytest.mark.parametrize(
     "kw, msg",
     [
-        (dict(optimizer="lion"), "unknown optimizer 'lion'; valid: gd, sgd"),
+        (dict(optimizer="lamb"), "unknown optimizer 'lamb'; valid: gd, sgd"),
         (dict(lr=0.0), "lr must be > 0, got 0.0"),
         (dict(lr=-1.0), "lr must be > 0"),
         (dict(steps=0), "steps must be > 0, got 0"),

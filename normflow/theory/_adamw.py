@@ -1,18 +1,537 @@
-"""AdamW at any frequency and finite ηλ (docs/theory.md §8.1–§8.2)."""
+"""AdamW at finite ηλ and at any frequency p (docs/theory.md §8.1–§8.2).
+
+Notation: ``α = 1-ηλ`` the per-step decay, ``β₁, β₂`` Adam's moments, ``d`` the dimension, ``p``
+the probability that the concept's row gets a gradient in a step. Everything rests on one exact
+identity (docs/theory.md §8.1): with ``x_T = α^T x_0 - η Σ_k α^{T-1-k} u_k`` and sources that are
+zero-mean given the past (a sighting's noise flips sign freely), the cross terms between
+different sightings vanish and the time-averaged squared norm is
+
+    ⟨R²⟩ = η² p Σ_{L≥1} E|w(L)|²,   w(L) = Σ_{l=0}^{L-1} α^{L-1-l} (1-β₁) β₁^l g₀/√v_l,
+
+the discounted displacement that one sighting's gradient ``g₀`` has produced ``L`` steps later
+(``v_l`` the second moment ``l`` steps after it, per coordinate).
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float
 
-from ._context import Context, Prediction, meanfield_prediction, r2_recursion, rms_window, tangent_rotation, window
+from ._context import Context, Prediction, rms_window, window
 
-__all__ = ["predict_adamw"]
+__all__ = [
+    "predict_adamw",
+    "adamw_finite_decay_factor",
+    "adamw_equilibrium_finite",
+    "adamw_restoring_factor",
+    "adamw_restoring_gain",
+    "adamw_frequency_r2",
+    "adamw_frequency_equilibrium",
+    "adamw_frequency_update_sq",
+    "adamw_scale_variance",
+    "adamw_tailed_r2",
+    "adamw_tailed_update_sq",
+]
+
+
+# ----------------------------------------------------------------------------- §8.1 finite ηλ
+
+
+@jax.jit
+def adamw_finite_decay_factor(
+    eta_lambda: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """``F = R*²/(ηd/2λ)`` for AdamW on white sources at finite ηλ (docs/theory.md §8.1).
+
+    ``F = (2ηλ/(1-α²)) · (1-β₁)(1+αβ₁)/((1+β₁)(1-αβ₁))``, ``α = 1-ηλ``.
+
+    Derivation: the normalised gradients ``n_k = g_k/√v`` are white with ``E|n|² = d`` per
+    step; the momentum's output ``u = (1-β₁)Σβ₁^i n_{k-i}`` has autocovariance
+    ``d(1-β₁)/(1+β₁)·β₁^|τ|``; the exact step gives
+    ``⟨R²⟩ = η²/(1-α²) Σ_τ α^|τ| C(τ)`` (docs/theory.md §8.1), and the sum is the factor above.
+    ``F → 1`` as ``ηλ → 0`` (Kosson et al. 2024); ``F = 0.788`` at ηλ = 0.03, β₁ = 0.9.
+    """
+    el = jnp.asarray(eta_lambda, jnp.result_type(eta_lambda, b1, float))
+    b1 = jnp.asarray(b1, el.dtype)
+    a = 1 - el
+    return (2 * el / (1 - a * a)) * (1 - b1) * (1 + a * b1) / ((1 + b1) * (1 - a * b1))
+
+
+@jax.jit
+def adamw_equilibrium_finite(
+    lr: Float[ArrayLike, "..."],
+    weight_decay: Float[ArrayLike, "..."],
+    dim: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """AdamW's rms equilibrium norm on white sources at finite ηλ (docs/theory.md §8.1):
+    ``R*² = η²d(1-β₁)(1+αβ₁)/((1-α²)(1+β₁)(1-αβ₁))``, i.e. ``(ηd/2λ)·F``. Returns ``R*``."""
+    dtype = jnp.result_type(lr, weight_decay, dim, b1, float)
+    lr, weight_decay, dim = (jnp.asarray(z, dtype) for z in (lr, weight_decay, dim))
+    return jnp.sqrt(lr * dim / (2 * weight_decay) * adamw_finite_decay_factor(lr * weight_decay, b1))
+
+
+def _lin_moments(gam, p, alpha, b1):
+    """Stationary moments of the linear restoring model of docs/theory.md §8.1 (one coordinate).
+
+    State ``(u_{k-1}, ψ_k, q_k)``, input ``ζ_k`` (unit variance), presence ``b_k ~ Bernoulli(p)``:
+    ``n_k = b_k(ζ_k - γψ_k)/√p``, ``u_k = β₁u_{k-1} + (1-β₁)n_k``, ``ψ_{k+1} = ψ_k + u_k``
+    (the angle, in units of the step), ``q_{k+1} = αq_k + u_k`` (the discounted displacement).
+    Returns ``(S, f_m)``: ``S = (E u² + 2α lag)/E n²`` with
+    ``lag = E[u_k q_k] - (1-β₁)/(1-αβ₁)·E[n_k q_k]`` and ``f_m = γ²Eψ²/E n²`` (the mean part's
+    share of the source energy)."""
+    dtype = jnp.result_type(gam, p, alpha, b1, float)
+    gam, p, alpha, b1 = (jnp.asarray(z, dtype) for z in (gam, p, alpha, b1))
+    zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
+
+    def ab(c):
+        au = jnp.stack([b1, -(1 - b1) * c * gam, zero])
+        a = jnp.stack([au, jnp.stack([zero, one, zero]) + au, jnp.stack([zero, zero, alpha]) + au])
+        bu = (1 - b1) * c
+        return a, jnp.stack([bu, bu, bu])
+
+    a1, bv1 = ab(1 / jnp.sqrt(p))
+    a0, _ = ab(zero)
+    m = p * jnp.kron(a1, a1) + (1 - p) * jnp.kron(a0, a0)
+    s = jnp.linalg.solve(jnp.eye(9, dtype=dtype) - m, p * jnp.outer(bv1, bv1).ravel()).reshape(3, 3)
+    sq = jnp.sqrt(p)
+    en2 = 1 + gam**2 * s[1, 1]
+    enq = -gam * sq * s[1, 2]
+    eun = -gam * sq * s[0, 1]
+    eu2 = b1**2 * s[0, 0] + 2 * b1 * (1 - b1) * eun + (1 - b1) ** 2 * en2
+    lag = b1 * s[0, 2] + (1 - b1) * enq - (1 - b1) / (1 - alpha * b1) * enq
+    return (eu2 + 2 * alpha * lag) / en2, gam**2 * s[1, 1] / en2
+
+
+@partial(jax.jit, static_argnames=("iters",))
+def adamw_restoring_gain(
+    mean_fraction: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+    iters: int = 60,
+) -> Float[Array, "..."]:
+    """The restoring gain ``γ`` of the linear model (docs/theory.md §8.1) whose stationary
+    mean-part share ``f_m = |s̄|²/(|s̄|²+V²)`` equals the measured one (bisection in log γ)."""
+    dtype = jnp.result_type(mean_fraction, p, b1, float)
+    fm, p, b1 = jnp.broadcast_arrays(*(jnp.asarray(z, dtype) for z in (mean_fraction, p, b1)))
+
+    def one(fm, p, b1):
+        def body(_, lohi):
+            lo, hi = lohi
+            mid = 0.5 * (lo + hi)
+            f = _lin_moments(10.0**mid, p, jnp.asarray(0.999, dtype), b1)[1]
+            up = f < fm  # f_m does not depend on α (the angle is not decayed)
+            return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
+
+        # stable range: γ ≤ √p (a restoring kick per sighting below the step itself); f_m is
+        # increasing there and reaches ≥ 0.33 at its end, above which it is clipped
+        top = jnp.log10(jnp.sqrt(p))
+        lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.asarray(-12.0, dtype), top))
+        return 10.0 ** (0.5 * (lo + hi))  # f_m <= 0 gives ~1e-12: the white limit
+
+    return jnp.vectorize(one)(fm, p, b1)
+
+
+@jax.jit
+def adamw_restoring_factor(
+    eta_lambda: Float[ArrayLike, "..."],
+    mean_fraction: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """Factor on AdamW's ``⟨R²⟩`` from the restoring part of the source (docs/theory.md §8.1).
+
+    The measured mean part ``|s̄|² = f_m W²`` is the loss pulling ``x̂`` back to its optimum;
+    it anticorrelates a gradient with the displacement of the ones before it, which shrinks the
+    momentum's lag push ``-2ηαR⟨u_r⟩``. Linear model per coordinate (``_lin_moments``):
+    ``n = (ζ - γψ)/√p`` at sightings, ``γ`` fixed by the measured ``f_m``. Factor =
+    ``S(γ)/S(0)``; it is 1 at ``f_m = 0`` and ≈ ``1 - 0.5 f_m`` at β₁ = 0.9.
+    """
+    dtype = jnp.result_type(eta_lambda, mean_fraction, p, b1, float)
+    el, fm, p, b1 = jnp.broadcast_arrays(*(jnp.asarray(z, dtype) for z in (eta_lambda, mean_fraction, p, b1)))
+    gam = adamw_restoring_gain(fm, p, b1)
+
+    def one(el, g, p, b1):
+        # γ = 0 is singular (the angle is then a free random walk): the white reference at γ = 1e-9·√p
+        return _lin_moments(g, p, 1 - el, b1)[0] / _lin_moments(1e-9 * jnp.sqrt(p), p, 1 - el, b1)[0]
+
+    return jnp.vectorize(one)(el, gam, p, b1)
+
+
+# ----------------------------------------------------------------------------- §8.2 any frequency
+
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(24)  # E over z ~ N(0,1); only z² enters,
+_GH_W = 2 * _GH_W[_GH_X > 0] / _GH_W.sum()  # so the 12 positive nodes with doubled weights
+_GH_X = _GH_X[_GH_X > 0]
+_MOMENTUM_STEPS = 300  # β₁^300 < 1e-13 at β₁ = 0.9: the own-gradient terms end well before
+
+
+_GAP_EDGES = np.unique(np.round(np.geomspace(1.0, 1e8, 121)))  # cells {lo, ..., hi-1} of the gap G
+_PREV_EDGES = np.unique(np.round(np.geomspace(1.0, 1e8, 41)))  # coarser cells for the gap before it
+
+
+def _gap_nodes(p, b2, edges=_GAP_EDGES):
+    """Weights and memories of the gap since the last sighting, ``P(G=g) = p(1-p)^{g-1}``, lumped
+    into log-spaced cells (exact for ``G < 30``): weight ``P(lo <= G < hi)`` and the exact mean
+    of ``β₂^G`` over the cell."""
+    lo = jnp.asarray(edges[:-1], p.dtype)
+    hi = jnp.asarray(edges[1:], p.dtype)
+    q = 1 - p
+    w = q ** (lo - 1) - q ** (hi - 1)
+    r = q * b2
+    tiny = jnp.finfo(p.dtype).tiny
+    mem = jnp.where(w > tiny, p * b2 * (r ** (lo - 1) - r ** (hi - 1)) / (1 - r) / jnp.maximum(w, tiny), 0.0)
+    return jnp.where(w > tiny, w, 0.0), mem
+
+
+def _memory(p, a, b2, z):
+    """``[G, G', z']`` memory ``H`` of v at a sighting, in units of that sighting's gradient scale
+    (docs/theory.md §8.2): ``H = E_cell[(β₂α²)^G] · ρ(G') · (β₂p + (1-β₂)z'²)``. The gradient is
+    ``s/R``: over the gap ``G`` the norm decays by ``α^G`` (so the new gradient is larger by
+    ``α^{-G}``), and the previous sighting's norm before its own jump was
+    ``R'² = α^{2G'}⟨R²_post⟩`` with ``⟨R²_post⟩ = J²/(1-E α^{2G'})`` (the jump ``J²`` decays and is
+    renewed), so relative to the scale then ``ρ = 1 + (1-Eα^{2G'})α^{-2G'}``. ``ρ → 1`` when the
+    norm barely changes between sightings (``p ≫ 2ηλ``)."""
+    edges = jnp.asarray(_GAP_EDGES, p.dtype)
+    _, mem = _gap_nodes(p, b2 * a * a)
+    # in log space: a long gap before the previous sighting (ρ ~ α^{-2G'}) can outweigh the decay
+    # of a shorter one since (β₂α²)^G; neither factor alone fits in floating point
+    g_mid = jnp.sqrt(edges[:-1] * (edges[1:] - 1))
+    tiny = jnp.finfo(p.dtype).tiny
+    log_mem = jnp.where(mem > 1e3 * tiny, jnp.log(jnp.maximum(mem, tiny)), g_mid * jnp.log(b2 * a * a))
+    lo, hi = (jnp.asarray(e, p.dtype) for e in (_PREV_EDGES[:-1], _PREV_EDGES[1:] - 1))
+    gmid = jnp.sqrt(lo * hi)
+    ea = p * a * a / (1 - (1 - p) * a * a)
+    x = jnp.log1p(-ea) - 2 * gmid * jnp.log(a)  # log((1-Eα^{2G'})α^{-2G'})
+    log_rho = jnp.where(x > 30, x, jnp.log1p(jnp.exp(jnp.minimum(x, 30))))
+    h = jnp.exp(jnp.minimum(log_mem[:, None] + log_rho[None, :], 80.0))
+    return h[:, :, None] * (b2 * p + (1 - b2) * z**2)[None, None, :]
+
+
+def _memory_weights(p):
+    w, _ = _gap_nodes(p, jnp.ones((), p.dtype))
+    w2, _ = _gap_nodes(p, jnp.ones((), p.dtype), _PREV_EDGES)
+    return w[:, None] * w2[None, :]
+
+
+@jax.jit
+def adamw_frequency_r2(
+    lr: Float[ArrayLike, "..."],
+    weight_decay: Float[ArrayLike, "..."],
+    dim: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+    b2: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """AdamW's time-averaged ``⟨R²⟩`` for a concept seen with probability ``p`` per step, white
+    sources (docs/theory.md §8.2).
+
+    ``⟨R²⟩ = η² d p E[Σ_{L≥1} w(L)²]``, one coordinate, unit-variance source ``z`` per sighting:
+    ``w(L+1) = α w(L) + (1-β₁)β₁^L z/√y_L``, ``y_l = β₂^l y₀ + p(1-β₂^l)`` (own sighting decays,
+    later sightings in mean field), ``y₀ = H + (1-β₂)z²`` with the memory
+    ``H = β₂^G (β₂p + (1-β₂)z'²)``: the last sighting ``G ~ Geometric(p)`` steps ago exactly
+    (its own source ``z'``), the ones before it in mean field (stationary mean ``β₂p``).
+    Expectation: Gauss–Hermite in ``z, z'``, lumped sums over ``G`` and ``G'``. Limits: ``p ≫ 1-β₂`` gives
+    ``(ηd/2λ)F`` (§8.1); ``p ≪ 1-β₂`` gives ``ηdp c²/(2λ(1-β₂))``, ``c = (1-β₁)/(1-β₁/√β₂)``
+    (every coordinate moves ``±η/√(1-β₂)`` at a sighting). Bias correction: ignored (global
+    step ≫ 1/(1-β₂)); eps: ignored (``√v ≫ eps``).
+    """
+    dtype = jnp.result_type(lr, weight_decay, dim, p, b1, b2, float)
+    args = jnp.broadcast_arrays(*(jnp.asarray(z, dtype) for z in (lr, weight_decay, dim, p, b1, b2)))
+    z = jnp.asarray(_GH_X, dtype)
+    wz = jnp.asarray(_GH_W, dtype)
+
+    def one(lr, wd, dim, p, b1, b2):
+        a = 1 - lr * wd
+        h = _memory(p, a, b2, z)  # [G, G', z']
+        y0 = h[..., None] + (1 - b2) * z**2  # [G, G', z', z]
+        gw = _memory_weights(p)
+
+        def body(carry, l):
+            wl, acc = carry
+            yl = b2**l * y0 + p * (1 - b2**l)
+            wl = a * wl + (1 - b1) * b1**l * z / jnp.sqrt(yl)
+            return (wl, acc + wl**2), None
+
+        (wl, acc), _ = jax.lax.scan(body, (jnp.zeros_like(y0), jnp.zeros_like(y0)),
+                                    jnp.arange(_MOMENTUM_STEPS, dtype=dtype))
+        acc = acc + wl**2 * a**2 / (1 - a**2)  # the tail: w(L) = α^{L-L₀} w(L₀)
+        e = jnp.einsum("gh,i,j,ghij->", gw, wz, wz, acc) / jnp.sum(gw)
+        return lr**2 * dim * p * e
+
+    return jnp.vectorize(one)(*args)
+
+
+@jax.jit
+def adamw_frequency_equilibrium(
+    lr: Float[ArrayLike, "..."],
+    weight_decay: Float[ArrayLike, "..."],
+    dim: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+    b2: Float[ArrayLike, "..."],
+    mean_fraction: Float[ArrayLike, "..."] = 0.0,
+) -> Float[Array, "..."]:
+    """AdamW's rms norm at any frequency (docs/theory.md §8.2): ``√(adamw_frequency_r2 ·
+    adamw_restoring_factor(ηλ, f_m, p, β₁))``, ``f_m = |s̄|²/W²`` the measured mean part."""
+    r2 = adamw_frequency_r2(lr, weight_decay, dim, p, b1, b2)
+    return jnp.sqrt(r2 * adamw_restoring_factor(jnp.asarray(lr) * weight_decay, mean_fraction, p, b1))
+
+
+@jax.jit
+def adamw_frequency_update_sq(
+    dim: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+    b2: Float[ArrayLike, "..."],
+    eta_lambda: Float[ArrayLike, "..."] = 0.0,
+) -> Float[Array, "..."]:
+    """``E|u|²`` per step of AdamW at frequency ``p`` (docs/theory.md §8.2): the own-gradient
+    terms ``p d E[Σ_l ((1-β₁)β₁^l z/√y_l)²]`` of the same model as :func:`adamw_frequency_r2`
+    (``→ d(1-β₁)/(1+β₁)`` for ``p → 1``); the angular update is ``η√(E|u|²)/R``."""
+    dtype = jnp.result_type(dim, p, b1, b2, eta_lambda, float)
+    args = jnp.broadcast_arrays(*(jnp.asarray(z, dtype) for z in (dim, p, b1, b2, eta_lambda)))
+    z = jnp.asarray(_GH_X, dtype)
+    wz = jnp.asarray(_GH_W, dtype)
+
+    def one(dim, p, b1, b2, el):
+        h = _memory(p, 1 - el, b2, z)
+        y0 = h[..., None] + (1 - b2) * z**2
+        gw = _memory_weights(p)
+        def body(acc, l):
+            yl = b2**l * y0 + p * (1 - b2**l)
+            return acc + ((1 - b1) * b1**l) ** 2 * z**2 / yl, None
+
+        acc, _ = jax.lax.scan(body, jnp.zeros_like(y0), jnp.arange(_MOMENTUM_STEPS, dtype=dtype))
+        e = jnp.einsum("gh,i,j,ghij->", gw, wz, wz, acc) / jnp.sum(gw)
+        return dim * p * e
+
+    return jnp.vectorize(one)(*args)
+
+
+# ----------------------------------------------------------------------------- §8.2 heavy-tailed sightings
+
+_SIGMA_NODES = 12  # Gauss–Laguerre nodes for the sighting's scale σ²
+_H_BINS = 4096  # log-spaced cells for the memory H (mass split linearly in log H)
+_Y_GRID = 2048  # log-spaced table of the per-v sums Φ(y), Ψ(y)
+_LOG_FLOOR = np.log(1e-13)  # memories below this (in units of the gradient scale) act as 0
+
+
+@jax.jit
+def adamw_scale_variance(
+    m4: Float[ArrayLike, "..."],
+    dim: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """``Var σ²`` of the per-sighting source scale from the measured ``m4 = E|s|⁴/(E|s|²)²``
+    (docs/theory.md §8.2): ``Var σ² = max(m4·d'/(d'+2) - 1, 0)``, ``d' = d-1``.
+
+    Derivation: a sighting's source is ``s = σ|ŝ|``-scaled isotropic: ``s = σ·ζ`` with ``ζ`` a
+    standard Gaussian in the ``d' = d-1`` tangent directions and ``σ²`` (mean 1) common to the
+    coordinates of one sighting, independent of ``ζ``. Then ``E|s|⁴/(E|s|²)² = Eσ⁴·(d'+2)/d'``
+    (the chi-square ``E(χ²_{d'})² = d'(d'+2)``), so ``Eσ⁴ = m4·d'/(d'+2)``. ``m4 = (d'+2)/d'``
+    (a fixed-scale Gaussian) gives ``Var σ² = 0``, today's (8.2)."""
+    dtype = jnp.result_type(m4, dim, float)
+    m4, dim = jnp.asarray(m4, dtype), jnp.asarray(dim, dtype)
+    dp = dim - 1
+    return jnp.maximum(m4 * dp / (dp + 2) - 1, 0.0)
+
+
+def _gamma_nodes(scale_var, dtype, n=_SIGMA_NODES):
+    """Nodes and weights of ``σ² ~ Gamma(k, 1/k)``, ``k = 1/Var σ²`` (mean 1): Golub–Welsch for
+    the generalized Laguerre weight ``x^{k-1}e^{-x}``, ``σ² = x/k``; the nodes are rescaled so
+    that ``Σ wσ² = 1`` exactly. ``Var σ² = 0``: every node at 1 (a fixed scale)."""
+    sv = jnp.asarray(scale_var, dtype)
+    k = 1 / jnp.maximum(sv, 1e-10)
+    a = k - 1
+    i = jnp.arange(n, dtype=dtype)
+    off = jnp.sqrt(i[1:] * (i[1:] + a))
+    jac = jnp.diag(2 * i + a + 1) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    x, vec = jnp.linalg.eigh(jac)
+    w = vec[0] ** 2
+    w = w / jnp.sum(w)
+    s2 = jnp.maximum(x, 0.0) / k
+    s2 = s2 / jnp.sum(w * s2)
+    fixed = sv <= 0
+    return jnp.where(fixed, jnp.ones_like(s2), s2), jnp.where(fixed, jnp.full_like(w, 1.0 / n), w)
+
+
+_MEMORY_SAMPLES = 4096  # sampled sighting histories for the law of v's memory (common random numbers)
+_HISTORY = 160  # past sightings drawn exactly; older ones in mean field
+
+
+def _phi_psi_table(a, p, b1, b2, ly):
+    """``Φ(y) = Σ_{L≥1} w(L)²`` per unit ``z²`` and ``Ψ(y) = Σ_l ((1-β₁)β₁^l)²/y_l`` on the grid
+    ``y = exp(ly)``, ``y_l = β₂^l y + p(1-β₂^l)`` (docs/theory.md §8.2)."""
+    y = jnp.exp(ly)
+
+    def body(carry, l):
+        wl, acc, acc_u = carry
+        yl = b2**l * y + p * (1 - b2**l)
+        c = (1 - b1) * b1**l
+        wl = a * wl + c / jnp.sqrt(yl)
+        return (wl, acc + wl**2, acc_u + c * c / yl), None
+
+    zero = jnp.zeros_like(y)
+    (wl, phi, psi), _ = jax.lax.scan(body, (zero, zero, zero), jnp.arange(_MOMENTUM_STEPS, dtype=y.dtype))
+    return jnp.log(phi + wl**2 * a**2 / (1 - a**2)), jnp.log(psi)
+
+
+def _tailed_moments(lr, wd, p, b1, b2, sv, history):
+    """``(E[z²Φ(y₀)], E[z²Ψ(y₀)])`` per coordinate, ``z = σζ``, ``y₀ = X + (1-β₂)z²``
+    (docs/theory.md §8.2). The memory ``X`` (v just before a sighting, in units of that
+    sighting's gradient scale) is drawn from ``history`` past sightings exactly,
+    ``Q_n = ρ(G_n)[(β₂α²)^{G_n} Q_{n-1} + (1-β₂)z_n²]``, ``X = (β₂α²)^G Q_last``, gaps
+    ``G ~ Geometric(p)``, ``z_n = σ_nζ_n``; the sightings older than that in mean field, ``Q_0 =
+    E[ρ](1-β₂)/(1-E[ρ(β₂α²)^G])``. Sampled with a fixed key (``_MEMORY_SAMPLES`` histories); the own
+    sighting's ``z`` by quadrature (Hermite in ζ × Laguerre in σ²)."""
+    dtype = p.dtype
+    a = 1 - lr * wd
+    zn = jnp.asarray(_GH_X, dtype)
+    wzn = jnp.asarray(_GH_W, dtype)
+    s2, ws = _gamma_nodes(sv, dtype)
+    t = (zn[:, None] ** 2 * s2[None, :]).ravel()
+    wt = (wzn[:, None] * ws[None, :]).ravel()
+    ld = jnp.log(b2 * a * a)
+    ea = p * a * a / (1 - (1 - p) * a * a)
+
+    def log_rho(g):
+        xr = jnp.log1p(-ea) - 2 * g * jnp.log(a)
+        return jnp.where(xr > 30, xr, jnp.log1p(jnp.exp(jnp.minimum(xr, 30))))
+
+    # mean-field seed: E over G of ρ and ρ(β₂α²)^G on a long exact grid of G (lumped cells)
+    edges = jnp.asarray(_GAP_EDGES, dtype)
+    w_c, mem_c = _gap_nodes(p, b2 * a * a)
+    g_mid = jnp.sqrt(edges[:-1] * (edges[1:] - 1))
+    rho_c = jnp.exp(jnp.minimum(log_rho(g_mid), 60.0))
+    e_rho = jnp.sum(w_c * rho_c) / jnp.sum(w_c)
+    e_rho_dec = jnp.sum(w_c * rho_c * mem_c) / jnp.sum(w_c)
+    log_q0 = jnp.log(e_rho * (1 - b2)) - jnp.log1p(-jnp.minimum(e_rho_dec, 1 - 1e-12))
+
+    key = jax.random.key(8_2)
+    kg, kz, ks, kl = jax.random.split(key, 4)
+    n, h = _MEMORY_SAMPLES, history
+    ug = jax.random.uniform(kg, (h + 1, n), dtype, minval=jnp.finfo(dtype).tiny)
+    gaps = jnp.floor(jnp.log(ug) / jnp.log1p(-jnp.minimum(p, 1 - 1e-12))) + 1  # Geometric(p) ≥ 1
+    zeta2 = jax.random.normal(kz, (h, n), dtype) ** 2
+    k = 1 / jnp.maximum(sv, 1e-10)
+    sig2 = jnp.where(sv > 0, jax.random.gamma(ks, k, (h, n), dtype) / k, 1.0)
+    log_e = jnp.log(jnp.maximum((1 - b2) * zeta2 * sig2, jnp.finfo(dtype).tiny))
+
+    def step(lq, xs):
+        g, le = xs
+        return log_rho(g) + jnp.logaddexp(g * ld + lq, le), None
+
+    lq, _ = jax.lax.scan(step, jnp.full((n,), log_q0, dtype), (gaps[:h], log_e))
+    log_x = gaps[h] * ld + lq  # [n]
+    lx = jnp.maximum(log_x, _LOG_FLOOR)
+    ly0 = jnp.logaddexp(lx[:, None], jnp.log((1 - b2) * t)[None, :])  # [n, z]
+    y_lo = jnp.minimum(jnp.min(ly0), _LOG_FLOOR) - 1
+    y_hi = jnp.max(ly0) + 1
+    ly = jnp.linspace(y_lo, y_hi, _Y_GRID, dtype=dtype)
+    lphi, lpsi = _phi_psi_table(a, p, b1, b2, ly)
+    e_phi = jnp.mean(jnp.exp(jnp.interp(ly0, ly, lphi)) @ (wt * t))
+    e_psi = jnp.mean(jnp.exp(jnp.interp(ly0, ly, lpsi)) @ (wt * t))
+    return e_phi, e_psi
+
+
+@partial(jax.jit, static_argnames=("history",))
+def adamw_tailed_r2(
+    lr: Float[ArrayLike, "..."],
+    weight_decay: Float[ArrayLike, "..."],
+    dim: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+    b2: Float[ArrayLike, "..."],
+    scale_var: Float[ArrayLike, "..."] = 0.0,
+    history: int = _HISTORY,
+) -> Float[Array, "..."]:
+    """(8.2) with a random sighting scale (docs/theory.md §8.2, "heavy-tailed sightings").
+
+    ``⟨R²⟩ = η² d p E[z² Φ(H + (1-β₂)z²)]``, ``z = σζ``, ``z' = σ'ζ'`` in the memory ``H`` of
+    :func:`adamw_frequency_r2`, ``σ², σ'² ~ Gamma`` i.i.d. with mean 1 and variance
+    ``scale_var`` (:func:`adamw_scale_variance` from the measured ``E|s|⁴/W⁴``). ``Φ(y)`` is the
+    displacement sum ``Σ_L w(L)²`` per unit ``z²`` for ``v₀ = y``: it depends on the sighting only
+    through ``v₀``, so it is tabulated once on a log grid of ``y`` and the expectation is taken
+    over the law of ``H`` (binned in ``log H``) times the product nodes (Hermite in ``ζ``,
+    Laguerre in ``σ²``). Only the marginal law of ``z`` per coordinate enters: ``v`` is per
+    coordinate and ``⟨R²⟩`` a sum over coordinates, so ``σ`` being common to the coordinates of
+    one sighting does not change the mean. ``scale_var = 0`` is (8.2) (to the binning error,
+    < 1e-3; :func:`adamw_frequency_r2` is the exact-node evaluation)."""
+    dtype = jnp.result_type(lr, weight_decay, dim, p, b1, b2, scale_var, float)
+    args = jnp.broadcast_arrays(*(jnp.asarray(z, dtype) for z in (lr, weight_decay, dim, p, b1, b2, scale_var)))
+
+    def one(lr, wd, dim, p, b1, b2, sv):
+        return lr**2 * dim * p * _tailed_moments(lr, wd, p, b1, b2, sv, history)[0]
+
+    return jnp.vectorize(one)(*args)
+
+
+@partial(jax.jit, static_argnames=("history",))
+def adamw_tailed_update_sq(
+    dim: Float[ArrayLike, "..."],
+    p: Float[ArrayLike, "..."],
+    b1: Float[ArrayLike, "..."],
+    b2: Float[ArrayLike, "..."],
+    eta_lambda: Float[ArrayLike, "..."] = 0.0,
+    scale_var: Float[ArrayLike, "..."] = 0.0,
+    history: int = _HISTORY,
+) -> Float[Array, "..."]:
+    """``E|u|²`` per step with a random sighting scale (docs/theory.md §8.2):
+    ``p d E[z² Ψ(H + (1-β₂)z²)]``, ``Ψ(y) = Σ_l ((1-β₁)β₁^l)²/(β₂^l y + p(1-β₂^l))``, the same
+    law of ``(z, H)`` as :func:`adamw_tailed_r2`; ``scale_var = 0`` is
+    :func:`adamw_frequency_update_sq`."""
+    dtype = jnp.result_type(dim, p, b1, b2, eta_lambda, scale_var, float)
+    args = jnp.broadcast_arrays(*(jnp.asarray(z, dtype) for z in (dim, p, b1, b2, eta_lambda, scale_var)))
+
+    def one(dim, p, b1, b2, el, sv):
+        return dim * p * _tailed_moments(el, jnp.ones((), dtype), p, b1, b2, sv, history)[1]
+
+    return jnp.vectorize(one)(*args)
+
+
+# ----------------------------------------------------------------------------- the main job's entry
 
 
 def predict_adamw(ctx: Context) -> Prediction:
-    norms, full = r2_recursion(ctx, ctx.dim)
-    c = (1 - ctx.b1) / (1 + ctx.b1)
-    theta = ctx.lrs()[:, None] * np.sqrt(ctx.dim * c) / full[:-1]
-    return Prediction("adamw", "AdamW: R*² = ηd/(2λ)", "docs/theory.md §8.1", "frequent concepts (p ≫ 1-β₂)",
+    """AdamW (docs/theory.md §8.1–§8.2): ``R²_{k+1} = α²R²_k + η_k² d·F·κ`` with ``F`` the
+    finite-ηλ factor and ``κ`` the restoring factor from the measured mean part, per concept;
+    at ``p`` below ``~10(1-β₂)`` the increment is the any-frequency one, ``(1-α²)⟨R²⟩/η²``."""
+    from ._context import r2_recursion
+
+    p = np.asarray(ctx.p, float)[-1]
+    ms, var = np.asarray(ctx.mean_sq, float)[-1], np.asarray(ctx.var, float)[-1]
+    fm = ms / np.maximum(ms + var, 1e-30)
+    el = ctx.lr * ctx.weight_decay
+    a = 1 - el
+    pu, inv = np.unique(p, return_inverse=True)  # the gap sums depend on p only: once per value
+    r2_eq = np.asarray(adamw_frequency_r2(ctx.lr, ctx.weight_decay, ctx.dim, pu, ctx.b1, ctx.b2), float)[inv]
+    kappa = np.asarray(adamw_restoring_factor(el, fm, p, ctx.b1), float)
+    if ctx.energy_var is not None:
+        # heavy-tailed sightings (docs/theory.md §8.2): the ratio of (8.2) with the measured spread of
+        # the sighting scale and the exact memory to the fixed-scale (8.2), per (p, Var σ²) cell
+        pw2 = np.asarray(ctx.pw2, float)[-1]
+        ev = np.asarray(ctx.energy_var, float)[-1]
+        m4 = p * (ev + pw2**2) / np.maximum(pw2**2, 1e-30)
+        sv = np.asarray(adamw_scale_variance(m4, ctx.dim), float)
+        cell = np.stack([np.round(np.log10(np.maximum(p, 1e-12)) / 0.05), np.round(sv / 0.25)], 1)
+        cu, cinv = np.unique(cell, axis=0, return_inverse=True)
+        ratio = np.ones(len(cu))
+        for j in range(len(cu)):
+            m = cinv.ravel() == j
+            pj, svj = float(np.mean(p[m])), float(np.mean(sv[m]))
+            ratio[j] = float(adamw_tailed_r2(ctx.lr, ctx.weight_decay, ctx.dim, pj, ctx.b1, ctx.b2, svj)) / float(
+                adamw_frequency_r2(ctx.lr, ctx.weight_decay, ctx.dim, pj, ctx.b1, ctx.b2))
+        r2_eq = r2_eq * ratio[cinv.ravel()]
+    inc = r2_eq * kappa * (1 - a * a) / ctx.lr**2
+    norms, full = r2_recursion(ctx, inc)
+    eu2 = np.asarray(adamw_frequency_update_sq(ctx.dim, pu, ctx.b1, ctx.b2, el), float)[inv]
+    theta = ctx.lrs()[:, None] * np.sqrt(eu2) / full[:-1]
+    return Prediction("adamw", "AdamW: ⟨R²⟩ = η²p Σ_L E|w(L)|² (→ ηd/(2λ)·F at p ≫ 1-β₂)", "docs/theory.md §8.2",
+                      "exact discounted-displacement sum; gap memory of v; finite ηλ; restoring mean part",
                       norms, True, rms_window(theta, window(ctx, True)),
-                      {"eta_lambda": ctx.lr * ctx.weight_decay})
+                      {"eta_lambda": el, "mean_fraction": float(np.mean(fm))})

@@ -7,6 +7,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ._core import meanfield_norm_path
+from ._schedule import meanfield_norm_path_lr, r2_path_lr
 
 __all__ = ["Context", "Prediction", "meanfield_prediction", "r2_recursion", "rms_window", "tangent_rotation", "window"]
 
@@ -26,8 +27,15 @@ class Context(NamedTuple):
     - ``lr``, ``weight_decay``, ``momentum``, ``b1``, ``b2``, ``eps``: the run's hyperparameters
       (``lr`` is the peak value when ``lr_path`` is given).
     - ``total_steps``: the run's number of steps ``T``.
-    - ``lr_path``: ``[T]`` per-step learning rate ``η_k`` (a schedule), or None for constant ``lr``.
+    - ``lr_path``: ``[T]`` per-step learning rate ``η_k`` (a schedule; ``lr_path[k]`` is the η of
+      step ``k``, the step from ``R_k`` to ``R_{k+1}``, as ``WarmupCosine(...)(k)`` in the engines),
+      or None for constant ``lr``. With it, :func:`meanfield_prediction` and :func:`r2_recursion`
+      iterate their maps with η_k (docs/theory.md §13); a prediction that reads ``ctx.lr``
+      directly sees the peak.
     - ``flow``: for ``gd``, a callable returning the modified-flow norms ``[S, N]`` at ``steps``.
+    - ``energy_var``: ``[C, N]`` or None, the variance over steps of the per-step source energy
+      ``|s_k|²`` (zeros included; :class:`normflow.SourceEnergy`), for formulas that need the
+      spread of the per-sighting energy, not only its mean.
     """
 
     steps: np.ndarray
@@ -47,6 +55,7 @@ class Context(NamedTuple):
     eps: float = 1e-8
     lr_path: np.ndarray | None = None
     flow: Callable[[], np.ndarray] | None = None
+    energy_var: np.ndarray | None = None
 
     def path(self, name: str) -> np.ndarray:
         """Per-step ``[T, N]`` path of a measured statistic (``"p"``, ``"pw2"``, ``"mean_sq"``,
@@ -111,17 +120,21 @@ def window(ctx: Context, equilibrium: bool) -> np.ndarray:
 
 def meanfield_prediction(ctx: Context, lr_scale: float = 1.0, decay_scale: float = 1.0,
                          energy_scale: float = 1.0):
-    """Norms ``[S, N]`` and rms rotation ``[N]`` from the mean-field map of docs/theory.md §6,
-    ``R²_{k+1} = (1-η'λ')² R²_k + η'² c·pW²_k / R²_k`` with ``η' = lr_scale·η_k``,
-    ``η'λ' = decay_scale·η_kλ`` and ``c = energy_scale`` (the momentum and projection variants of
-    §7 are this map with other constants; the rotation per step is ``η_k sqrt(pW²_k E|u|²)/R²``
+    """Norms from the mean-field map of docs/theory.md §6 (§13 with a schedule),
+    ``R²_{k+1} = (1-η'_kλ')² R²_k + η'_k² c·pW²_k / R²_k`` with ``η'_k = lr_scale·η_k``,
+    ``η'_kλ' = decay_scale·η_kλ`` and ``c = energy_scale`` (the momentum and projection variants of
+    §7 are this map with other constants). ``η_k = ctx.lr`` for every step, or ``ctx.lr_path[k]``
+    with a schedule (:func:`normflow.theory.meanfield_norm_path_lr`, a ``lax.scan``: §13's map
+    uses only the η of its own step).
     Returns ``(norms [S, N], full [T+1, N])``, ``full[k]`` the norm after ``k`` steps."""
-    if ctx.lr_path is not None:
-        raise NotImplementedError("schedules: docs/theory.md §13")
     pw2 = ctx.path("pw2")
-    eta = lr_scale * ctx.lr
     wd_eff = decay_scale * ctx.weight_decay / lr_scale
-    path = np.asarray(meanfield_norm_path(np.asarray(ctx.r0, float), energy_scale * pw2, eta, wd_eff))
+    r0 = np.asarray(ctx.r0, float)
+    if ctx.lr_path is None:
+        eta = lr_scale * ctx.lr
+        path = np.asarray(meanfield_norm_path(r0, energy_scale * pw2, eta, wd_eff))
+    else:
+        path = np.asarray(meanfield_norm_path_lr(r0, energy_scale * pw2, lr_scale * ctx.lrs(), wd_eff))
     full = np.concatenate([np.asarray(ctx.r0, float)[None], path], axis=0)
     return ctx.at_steps(full), full
 
@@ -131,15 +144,25 @@ def rms_window(theta: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def r2_recursion(ctx: Context, inc):
-    """``R²_{k+1} = (1-η_kλ)² R²_k + η_k² inc``: the scale-free (Adam-type) step of docs/theory.md §8.
+    """``R²_{k+1} = (1-η_kλ)² R²_k + η_k² inc``: the scale-free (Adam-type) step of docs/theory.md §8,
+    with a per-step ``η_k = ctx.lr_path[k]`` under a schedule (§13).
 
-    ``inc`` (a scalar or ``[N]``) is the squared displacement per step in units of ``η²``.
+    ``inc`` (a scalar, ``[N]`` or a per-step ``[T, N]``) is the squared displacement per step in
+    units of ``η²``. Constant ``lr``: a float64 NumPy loop; with a schedule:
+    :func:`normflow.theory.r2_path_lr` (a ``lax.scan``).
     Returns ``(norms [S, N], full [T+1, N])``."""
+    if ctx.lr_path is not None:
+        r0 = np.asarray(ctx.r0, float)
+        inc_path = np.broadcast_to(np.asarray(inc, float), (ctx.total_steps, len(r0)))
+        path = np.asarray(r2_path_lr(r0, inc_path, ctx.lrs(), ctx.weight_decay), float)
+        full = np.concatenate([r0[None], path], axis=0)
+        return ctx.at_steps(full), full
     lrs = ctx.lrs()
     q = (1 - lrs * ctx.weight_decay) ** 2
     r2 = np.empty((ctx.total_steps + 1, len(ctx.r0)))
     r2[0] = np.asarray(ctx.r0, float) ** 2
+    per_step = np.ndim(inc) == 2
     for k in range(ctx.total_steps):
-        r2[k + 1] = q[k] * r2[k] + lrs[k] ** 2 * inc
+        r2[k + 1] = q[k] * r2[k] + lrs[k] ** 2 * (inc[k] if per_step else inc)
     full = np.sqrt(r2)
     return ctx.at_steps(full), full

@@ -1,9 +1,9 @@
-"""Closed-form norm dynamics of scale-invariant embeddings (THEORY §2-§9, §11).
+"""Closed-form norm dynamics of scale-invariant embeddings (docs/theory.md §2-§9, §11).
 
-Every formula of ``/work/shared/THEORY.md`` §2-§9 is one pure function here. They work
+Every formula of ``docs/theory.md`` §2-§9 is one pure function here. They work
 elementwise and broadcast, so per-concept arrays (one entry per concept) go in and come out.
 
-Notation (THEORY §1): ``R = |x|`` the norm, ``η`` = ``lr``, ``λ`` = ``weight_decay`` (decoupled:
+Notation (docs/theory.md §1): ``R = |x|`` the norm, ``η`` = ``lr``, ``λ`` = ``weight_decay`` (decoupled:
 a step is ``x' = (1-ηλ) x - η u``), ``s`` the source (loss gradient on the unit sphere, so
 ``∇ₓℓ = s/R``), ``pw2 = p·W²`` the expected squared source per step at unit radius (frequency
 ``p`` times the per-sighting energy ``W² = |s̄|² + V²``).
@@ -103,7 +103,7 @@ def step_norm_sq(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Squared norm after one optimizer step, exactly (THEORY §2).
+    """Squared norm after one optimizer step, exactly (docs/theory.md §2).
 
     For ``x' = (1-ηλ) x - η u``::
 
@@ -124,7 +124,7 @@ def gd_norm_step(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."] = 0.0,
 ) -> Float[Array, "..."]:
-    """Norm after one GD step on a scale-invariant loss, exactly (THEORY §2, §4).
+    """Norm after one GD step on a scale-invariant loss, exactly (docs/theory.md §2, §4).
 
     The update is the tangent gradient, ``u = ∇ₓL``, so ``u_r = 0`` and §2 gives::
 
@@ -144,7 +144,7 @@ def gradient_flow_norm(
     t: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Norm under gradient flow ``dx/dt = -∇L - λx`` at continuous time ``t`` (THEORY §3).
+    """Norm under gradient flow ``dx/dt = -∇L - λx`` at continuous time ``t`` (docs/theory.md §3).
 
     ``∇L ⊥ x`` gives ``dR/dt = -λR``, so ``R(t) = R₀ e^{-λt}`` (constant when ``λ = 0``).
     """
@@ -162,7 +162,7 @@ def modified_flow_norm(
     lr: Float[ArrayLike, "..."],
     t: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Norm of the GD modified flow at continuous time ``t = ηk`` (THEORY §4).
+    """Norm of the GD modified flow at continuous time ``t = ηk`` (docs/theory.md §4).
 
     The modified flow ``dx/dt = -∇L + (η/2)(|∇L|²/R²) x`` has ``dR²/dt = η|∇L|² = η|s̄|²/R²``,
     with ``|s̄|²`` (``source_sq``) the unit-radius source energy, held constant. Then
@@ -171,7 +171,7 @@ def modified_flow_norm(
         R⁴(t) = R₀⁴ + 2η |s̄|² t.
 
     GD's exact step (``gd_norm_step``) adds ``η⁴|s̄|⁴/R⁴`` per step to ``R⁴`` on top of this,
-    i.e. a relative ``O(ε²)`` with ``ε = η|s̄|/R²`` (THEORY §4, §11).
+    i.e. a relative ``O(ε²)`` with ``ε = η|s̄|/R²`` (docs/theory.md §4, §11).
     """
     r0, source_sq, lr, t = _promote(r0, source_sq, lr, t)
     return (r0**4 + 2 * lr * source_sq * t) ** 0.25
@@ -183,7 +183,7 @@ def angular_step(
     source_norm: Float[ArrayLike, "..."],
     r: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Angular step ``ε = η|s|/R²`` (THEORY §4, §11).
+    """Angular step ``ε = η|s|/R²`` (docs/theory.md §4, §11).
 
     ``|s|`` (``source_norm``) is the source at unit radius, so ``η|∇ₓL|/R = η|s|/R²``; a GD step
     without decay turns ``x`` by exactly ``arctan(ε)``. The theory holds while ``ε ≪ 1``.
@@ -201,7 +201,7 @@ def sgd_imprint_path(
     pw2_path: Float[ArrayLike, "steps ..."],
     lr: Float[ArrayLike, "..."],
 ) -> Float[Array, "steps ..."]:
-    """Norm after every step of the SGD imprint, discrete-sum form (THEORY §5).
+    """Norm after every step of the SGD imprint, discrete-sum form (docs/theory.md §5).
 
     The continuous imprint ``R⁴(t) = R₀⁴ + 2η ∫₀ᵗ pW²(τ) dτ`` with ``t = ηk`` and the integral
     taken as a sum over steps (``dτ = η``, ``τ_k = ηk``) becomes::
@@ -222,7 +222,7 @@ def sgd_imprint(
     pw2_path: Float[ArrayLike, "steps ..."],
     lr: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Final norm ``R_T`` of the SGD imprint for a recorded per-step path (THEORY §5).
+    """Final norm ``R_T`` of the SGD imprint for a recorded per-step path (docs/theory.md §5).
 
     ``R⁴_T = R₀⁴ + 2η Σ_{k=0}^{T-1} η pW²_k`` — the integral ``2η ∫₀ᵗ pW² dτ`` in time
     ``t = ηk`` becomes ``2η · Σ_k η pW²_k``. ``pw2_path`` has shape ``[steps, *batch]``.
@@ -241,7 +241,7 @@ def sgd_imprint_const(
     lr: Float[ArrayLike, "..."],
     steps: Int[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """SGD imprint for a constant ``pW²`` after ``steps`` steps (THEORY §5).
+    """SGD imprint for a constant ``pW²`` after ``steps`` steps (docs/theory.md §5).
 
     ``R⁴_k = R₀⁴ + 2η² pW² k`` (``= R₀⁴ + 2η pW² t`` with ``t = ηk``).
     """
@@ -256,7 +256,7 @@ def meanfield_norm_path(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."] = 0.0,
 ) -> Float[Array, "steps ..."]:
-    """Iterate the mean-field squared-norm map of SGD with decay (THEORY §2, §5, §6).
+    """Iterate the mean-field squared-norm map of SGD with decay (docs/theory.md §2, §5, §6).
 
     §2 with ``u = g`` (tangent, ``u_r = 0``, ``E|g|² = pW²/R²``) and ``E`` applied to ``R'²``
     given ``R``::
@@ -265,7 +265,7 @@ def meanfield_norm_path(
 
     No time discretisation is involved; the only approximation is replacing the random
     ``|g|²`` by its mean at the current ``R`` (fluctuations of ``R`` ignored). Its fixed point
-    for constant ``pW²`` is THEORY §6's "exact discrete" ``R*⁴ = ηpW²/(λ(2-ηλ))``.
+    for constant ``pW²`` is docs/theory.md §6's "exact discrete" ``R*⁴ = ηpW²/(λ(2-ηλ))``.
     ``pw2_path`` is per step (leading axis = steps); returns ``R_{k+1}`` at index ``k``.
     """
     r0, pw2_path, lr, weight_decay = _promote(r0, pw2_path, lr, weight_decay)
@@ -291,7 +291,7 @@ def sgd_wd_equilibrium(
     weight_decay: Float[ArrayLike, "..."],
     discrete: bool = True,
 ) -> Float[Array, "..."]:
-    """Equilibrium norm ``R*`` of SGD with decoupled weight decay (THEORY §6).
+    """Equilibrium norm ``R*`` of SGD with decoupled weight decay (docs/theory.md §6).
 
     ``discrete=True`` (default): the fixed point of the mean-field squared-norm map
     ``R'² = qR² + η²pW²/R²``, ``q = (1-ηλ)²`` (``meanfield_norm_path``)::
@@ -320,7 +320,7 @@ def sgd_wd_relaxation(
     weight_decay: Float[ArrayLike, "..."],
     steps: Int[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Norm of SGD with decay after ``steps`` steps, constant ``pW²``, continuous form (THEORY §6).
+    """Norm of SGD with decay after ``steps`` steps, constant ``pW²``, continuous form (docs/theory.md §6).
 
     Solution of ``d(R⁴)/dt = 2ηpW² - 4λR⁴`` at ``t = η·steps``::
 
@@ -343,7 +343,7 @@ def sgd_wd_relaxation_discrete(
     weight_decay: Float[ArrayLike, "..."],
     steps: Int[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Closed-form leading-order *discrete* relaxation of ``S = R⁴``, constant ``pW²`` (THEORY §6).
+    """Closed-form leading-order *discrete* relaxation of ``S = R⁴``, constant ``pW²`` (docs/theory.md §6).
 
     Derivation. Square the mean-field map ``R'² = qR² + η²pW²/R²`` (``q = (1-ηλ)²``)::
 
@@ -358,7 +358,7 @@ def sgd_wd_relaxation_discrete(
 
     Relation to the equilibria of ``sgd_wd_equilibrium``: at equilibrium ``ε² = 1-q ≈ 2ηλ``, so
     the dropped term is the same order as the discretisation effects, and ``S*`` is *not*
-    THEORY's "exact discrete" value: ``S* / [ηpW²/(λ(2-ηλ))] = 2q/(1+q) = 1 - ηλ + O(η²λ²)``
+    the theory's "exact discrete" value: ``S* / [ηpW²/(λ(2-ηλ))] = 2q/(1+q) = 1 - ηλ + O(η²λ²)``
     and ``S* / [ηpW²/(2λ)] = 4q/((2-ηλ)(1+q)) = 1 - ηλ/2 + O(η²λ²)``. The relaxation factor
     per step is ``q² = (1-ηλ)⁴ = e^{-4ηλ - 2η²λ² - ...}`` (continuous: ``e^{-4ηλ}``; mean-field
     map linearised at its fixed point: ``2q-1 = e^{-4ηλ - 6η²λ² - ...}``). Use
@@ -379,7 +379,7 @@ def sgd_wd_imprint(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Final norm of SGD with decay for a recorded per-step path, discrete-sum form (THEORY §6).
+    """Final norm of SGD with decay for a recorded per-step path, discrete-sum form (docs/theory.md §6).
 
     ``R⁴(t) = e^{-4λt}R₀⁴ + 2η ∫₀ᵗ e^{-4λ(t-τ)} pW²(τ) dτ`` with ``t = ηT``, the integral as a
     left-point sum over steps (``τ_k = t_k = ηk``, ``dτ = η``)::
@@ -408,7 +408,7 @@ def sgd_wd_imprint_path(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
 ) -> Float[Array, "steps ..."]:
-    """``sgd_wd_imprint`` after every step (THEORY §6): ``R_{k+1}`` at index ``k``.
+    """``sgd_wd_imprint`` after every step (docs/theory.md §6): ``R_{k+1}`` at index ``k``.
 
     Same sum, computed by the stable recursion (``lax.scan``)::
 
@@ -434,7 +434,7 @@ def relaxation_steps(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Relaxation time of ``R⁴`` in steps, ``1/(4ηλ)`` (THEORY §6): time ``1/(4λ)`` over ``η``."""
+    """Relaxation time of ``R⁴`` in steps, ``1/(4ηλ)`` (docs/theory.md §6): time ``1/(4λ)`` over ``η``."""
     lr, weight_decay = _promote(lr, weight_decay)
     return 1 / (4 * lr * weight_decay)
 
@@ -445,7 +445,7 @@ def equilibrium_angular_step(
     weight_decay: Float[ArrayLike, "..."],
     p: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Angular step per sighting at the SGD+decay equilibrium, ``ε* = sqrt(2ηλ/p)`` (THEORY §6).
+    """Angular step per sighting at the SGD+decay equilibrium, ``ε* = sqrt(2ηλ/p)`` (docs/theory.md §6).
 
     From ``ε = η|s|/R²`` with ``|s|² = W²`` and ``R*⁴ = ηpW²/(2λ)``: ``ε*² = 2ηλ/p``.
     """
@@ -464,19 +464,20 @@ def momentum_equilibrium(
     momentum: Float[ArrayLike, "..."],
     decoupled: bool = False,
 ) -> Float[Array, "..."]:
-    """Equilibrium norm of heavy-ball SGD (momentum ``β``) with weight decay (THEORY §7).
+    """Leading-order equilibrium norm of heavy-ball SGD (momentum ``β``) with weight decay
+    (docs/theory.md §7.1, §7.2), for uncorrelated sources and small ``ηλ``.
 
     ``decoupled=False`` (decay added to the gradient before the momentum: optax
     ``add_decayed_weights`` then ``sgd(momentum=β)``, PyTorch ``weight_decay``)::
 
         R*⁴ = η pW² / (2λ(1-β)).
 
-    ``decoupled=True`` (decay applied outside the momentum) — a *conjecture* of THEORY §7, to
-    be tested, not a derived result::
+    ``decoupled=True`` (decay applied outside the momentum; derived in docs/theory.md §7.2)::
 
         R*⁴ = η pW² / (2λ(1-β)²).
 
-    ``β = 0`` gives the continuous SGD equilibrium ``sgd_wd_equilibrium(discrete=False)``.
+    :func:`normflow.theory.heavy_ball_equilibrium` is the finite-``ηλ`` form with the source's
+    restoring (mean) part; this one is its ``ηλ → 0``, white-source limit. ``β = 0`` gives the continuous SGD equilibrium ``sgd_wd_equilibrium(discrete=False)``.
     """
     pw2, lr, weight_decay, momentum = _promote(pw2, lr, weight_decay, momentum)
     power = 2 if decoupled else 1
@@ -492,7 +493,7 @@ def adamw_equilibrium(
     weight_decay: Float[ArrayLike, "..."],
     dim: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """AdamW equilibrium norm for frequently seen concepts (``p ≫ 1-β₂``) (THEORY §8).
+    """AdamW equilibrium norm for frequently seen concepts (``p ≫ 1-β₂``) (docs/theory.md §8).
 
     ``R*² = η d / (2λ)`` (rotational equilibrium, Kosson et al. 2024); independent of ``W``,
     ``V`` and ``p``. Returns ``R*``.
@@ -509,7 +510,8 @@ def adamw_rare_equilibrium(
     p: Float[ArrayLike, "..."],
     b2: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """AdamW equilibrium norm for rare concepts (``p ≪ 1-β₂``) — a *conjecture* (THEORY §8).
+    """AdamW equilibrium norm for rare concepts (``p ≪ 1-β₂``): the first, two-branch conjecture
+    (docs/theory.md §8.2 says where it fails; the formula that holds is there).
 
     ``R*² = η d p / (2λ(1-β₂))``: ``v`` forgets between sightings, so under AdamW the norm
     would encode frequency ``p`` (not ``W`` or ``V``) below the threshold ``p = 1-β₂``, where
@@ -527,11 +529,11 @@ def adamw_equilibrium_by_frequency(
     p: Float[ArrayLike, "..."],
     b2: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """The lab's interpolation of the AdamW equilibrium across frequencies (THEORY §8).
+    """The lab's interpolation of the AdamW equilibrium across frequencies (docs/theory.md §8).
 
     ``R*² = η d min(p, 1-β₂) / (2λ(1-β₂))``: the rare-concept conjecture below the crossover
     ``p = 1-β₂``, the frequent-concept result above it. Continuous and non-decreasing in
-    ``p``; the sharp corner at the crossover is this module's choice, not THEORY's claim.
+    ``p``; the sharp corner at the crossover is this module's choice, not the theory's claim.
     """
     lr, weight_decay, dim, p, b2 = _promote(lr, weight_decay, dim, p, b2)
     return jnp.minimum(
@@ -552,7 +554,7 @@ def balance_norm(
     lr: Float[ArrayLike, "..."],
     weight_decay: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Equilibrium norm of SGD with a first-order radial drift ``D`` (THEORY §9).
+    """Equilibrium norm of SGD with a first-order radial drift ``D`` (docs/theory.md §9).
 
     Solves ``2λR² = 2RD + ηpW²/R²`` for ``R > 0``, i.e. the quartic
     ``2λR⁴ - 2DR³ - ηpW² = 0``. ``D = -u_r`` is the radial velocity per unit time (the radius

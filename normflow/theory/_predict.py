@@ -16,15 +16,15 @@ from ._context import Context, Prediction, meanfield_prediction, rms_window, tan
 __all__ = ["PREDICTIONS", "predict"]
 
 
-def _sgd(ctx: Context) -> Prediction:
+def _sgd(ctx: Context, name: str = "sgd") -> Prediction:
     if ctx.weight_decay == 0:
-        norms, full = meanfield_prediction(ctx, equilibrium=False)
+        norms, full = meanfield_prediction(ctx)
         eq, formula, sec = False, "imprint R⁴ = R₀⁴ + 2η Σ η pW²", "docs/theory.md §5"
     else:
         norms, full = meanfield_prediction(ctx)
         eq, formula, sec = True, "SGD+decay: R⁴ relaxes to R*⁴ = ηpW²/(λ(2-ηλ))", "docs/theory.md §6"
     theta = tangent_rotation(ctx.lrs(), ctx.path("pw2"), full[:-1])
-    return Prediction("sgd", formula, sec,
+    return Prediction(name, formula, sec,
                       "mean-field map R'² = (1-ηλ)²R² + η²pW²/R² with pW² measured along the run",
                       norms, eq, rms_window(theta, window(ctx, True)),
                       {"eta_lambda": ctx.lr * ctx.weight_decay})
@@ -38,28 +38,12 @@ def _gd(ctx: Context) -> Prediction:
                       {})
 
 
-def _sgdm(ctx: Context, decoupled: bool) -> Prediction:
-    beta = ctx.momentum
-    if decoupled:
-        norms, full = meanfield_prediction(ctx, lr_scale=1 / (1 - beta))
-        formula, sec = "momentum, decoupled decay: R*⁴ = ηpW²/(2λ(1-β)²)", "docs/theory.md §7.2"
-    else:
-        norms, full = meanfield_prediction(ctx, lr_scale=1 / (1 - beta), decay_scale=1 / (1 - beta))
-        formula, sec = "momentum, coupled decay: R*⁴ = ηpW²/(2λ(1-β))", "docs/theory.md §7.1"
-    # per-step tangent energy of the buffer: E|m|² = pW²/(R²(1-β²)) for uncorrelated sources
-    theta = tangent_rotation(ctx.lrs(), ctx.path("pw2"), full[:-1]) / np.sqrt(1 - beta**2)
-    return Prediction("sgdmw" if decoupled else "sgdm", formula, sec,
-                      "mean-field map with the momentum's total displacement η/(1-β) per gradient",
-                      norms, True, rms_window(theta, window(ctx, True)),
-                      {"eta_lambda": ctx.lr * ctx.weight_decay, "beta": beta})
-
-
 PREDICTIONS = {
     "gd": _gd,
     "sgd": _sgd,
-    "sgd_l2": _sgd,
-    "sgdm": lambda ctx: _sgdm(ctx, decoupled=False),
-    "sgdmw": lambda ctx: _sgdm(ctx, decoupled=True),
+    "sgd_l2": lambda ctx: _sgd(ctx, "sgd_l2"),  # λx in the gradient = decoupled decay for plain SGD
+    "sgdm": _momentum.predict_sgdm,
+    "sgdmw": _momentum.predict_sgdmw,
     "sgdp": _momentum.predict_sgdp,
     "adam": _adam.predict_adam,
     "adamw": _adamw.predict_adamw,
