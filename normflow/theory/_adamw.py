@@ -511,22 +511,6 @@ def predict_adamw(ctx: Context) -> Prediction:
     pu, inv = np.unique(p, return_inverse=True)  # the gap sums depend on p only: once per value
     r2_eq = np.asarray(adamw_frequency_r2(ctx.lr, ctx.weight_decay, ctx.dim, pu, ctx.b1, ctx.b2), float)[inv]
     kappa = np.asarray(adamw_restoring_factor(el, fm, p, ctx.b1), float)
-    if ctx.energy_var is not None:
-        # heavy-tailed sightings (docs/theory.md §8.2): the ratio of (8.2) with the measured spread of
-        # the sighting scale and the exact memory to the fixed-scale (8.2), per (p, Var σ²) cell
-        pw2 = np.asarray(ctx.pw2, float)[-1]
-        ev = np.asarray(ctx.energy_var, float)[-1]
-        m4 = p * (ev + pw2**2) / np.maximum(pw2**2, 1e-30)
-        sv = np.asarray(adamw_scale_variance(m4, ctx.dim), float)
-        cell = np.stack([np.round(np.log10(np.maximum(p, 1e-12)) / 0.05), np.round(sv / 0.25)], 1)
-        cu, cinv = np.unique(cell, axis=0, return_inverse=True)
-        ratio = np.ones(len(cu))
-        for j in range(len(cu)):
-            m = cinv.ravel() == j
-            pj, svj = float(np.mean(p[m])), float(np.mean(sv[m]))
-            ratio[j] = float(adamw_tailed_r2(ctx.lr, ctx.weight_decay, ctx.dim, pj, ctx.b1, ctx.b2, svj)) / float(
-                adamw_frequency_r2(ctx.lr, ctx.weight_decay, ctx.dim, pj, ctx.b1, ctx.b2))
-        r2_eq = r2_eq * ratio[cinv.ravel()]
     inc = r2_eq * kappa * (1 - a * a) / ctx.lr**2
     norms, full = r2_recursion(ctx, inc)
     eu2 = np.asarray(adamw_frequency_update_sq(ctx.dim, pu, ctx.b1, ctx.b2, el), float)[inv]
