@@ -197,8 +197,6 @@ def main(argv=None):
         g_c = np.exp(np.interp(np.log(pb), np.log(pgrid), np.log(g)))
         g_t = np.array([float(th.adamw_tailed_r2(lr, wd, d, pb[i], args.b1, b2, sv_bin[i])) for i in range(len(bins))])
         th_tail = th_white * np.sqrt(g_t / g_c)
-        # the tailed sum overflows in float32 at the rarest bin (unresolved): fall back to the fixed scale there
-        th_tail = np.where(np.isfinite(th_tail), th_tail, th_white)
         th_gauss = th_white * np.sqrt(kappa_bin)
         th_bins = th_tail * np.sqrt(kappa_bin)
         err_gauss = rb / th_gauss - 1

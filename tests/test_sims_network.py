@@ -115,10 +115,13 @@ def test_balance_fit_network_needs_measured_terms(balance):
     assert m["median_abs_drift_over_lambda_R"] > 10
 
 
-def test_balance_fit_bad_input_writes_nothing(tmp_path):
-    proc = _run("balance_fit.py", tmp_path / "out", tmp_path / "figs", "--window", "1.5")
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1 and "--window" in proc.stderr
+def test_balance_fit_bad_input_writes_nothing(tmp_path, capsys):
+    from conftest import run_sim_in_process
+
+    rc, _, err = run_sim_in_process("balance_fit", [*_cmd("balance_fit.py", tmp_path / "out", tmp_path / "figs")[2:],
+                                                    "--window", "1.5"], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and "--window" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -169,7 +172,10 @@ def test_ntk_drift_votes_sum_to_D(ntk):
     assert np.any(votes[off] > 0) and np.any(votes[off] < 0)  # votes of both signs
 
 
-def test_ntk_drift_bad_input(tmp_path):
-    proc = _run("ntk_drift.py", tmp_path / "out", tmp_path / "figs", "--t1", "-1")
-    assert proc.returncode == 2 and "--t1" in proc.stderr
+def test_ntk_drift_bad_input(tmp_path, capsys):
+    from conftest import run_sim_in_process
+
+    rc, _, err = run_sim_in_process("ntk_drift", [*_cmd("ntk_drift.py", tmp_path / "out", tmp_path / "figs")[2:],
+                                                  "--t1", "-1"], capsys)
+    assert rc == 2 and "--t1" in err
     assert not (tmp_path / "out").exists()

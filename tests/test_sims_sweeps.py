@@ -254,11 +254,11 @@ def test_frequency_adamw_frequent_norm_does_not_depend_on_b2_as_sgd_on_p(freq):
 @pytest.mark.parametrize("sim, flag", [("lambda_sweep", ["--window", "1.5"]),
                                        ("specificity", ["--optimizers", "sgd,nope"]),
                                        ("frequency", ["--zipf-exponent", "-1"])])
-def test_bad_input_exits_2_and_writes_nothing(tmp_path, sim, flag):
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, sim, flag, capsys):
+    from conftest import run_sim_in_process
+
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(ROOT / "sims" / f"{sim}.py"), "--quick", "--out", str(out),
-                           "--figures", str(tmp_path / "figs"), *flag], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1 and flag[0] in proc.stderr
+    rc, _, err = run_sim_in_process(sim, ["--quick", "--out", str(out), "--figures", str(tmp_path / "figs"), *flag], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and flag[0] in err
     assert not out.exists() and not (tmp_path / "figs").exists()

@@ -248,20 +248,9 @@ def adamw_frequency_r2(
 
     def one(lr, wd, dim, p, b1, b2):
         a = 1 - lr * wd
-        h = _memory(p, a, b2, z)  # [G, G', z']
-        y0 = h[..., None] + (1 - b2) * z**2  # [G, G', z', z]
-        gw = _memory_weights(p)
-
-        def body(carry, l):
-            wl, acc = carry
-            yl = b2**l * y0 + p * (1 - b2**l)
-            wl = a * wl + (1 - b1) * b1**l * z / jnp.sqrt(yl)
-            return (wl, acc + wl**2), None
-
-        (wl, acc), _ = jax.lax.scan(body, (jnp.zeros_like(y0), jnp.zeros_like(y0)),
-                                    jnp.arange(_MOMENTUM_STEPS, dtype=dtype))
-        acc = acc + wl**2 * a**2 / (1 - a**2)  # the tail: w(L) = α^{L-L₀} w(L₀)
-        e = jnp.einsum("gh,i,j,ghij->", gw, wz, wz, acc) / jnp.sum(gw)
+        y0 = _memory(p, a, b2, z)[..., None] + (1 - b2) * z**2  # [G, G', z', z]
+        phi, _ = _phi_psi_at(a, p, b1, b2, jnp.log(y0))
+        e = jnp.einsum("gh,i,j,ghij->", _memory_weights(p), wz, wz, phi * z**2) / jnp.sum(_memory_weights(p))
         return lr**2 * dim * p * e
 
     return jnp.vectorize(one)(*args)
@@ -300,15 +289,9 @@ def adamw_frequency_update_sq(
     wz = jnp.asarray(_GH_W, dtype)
 
     def one(dim, p, b1, b2, el):
-        h = _memory(p, 1 - el, b2, z)
-        y0 = h[..., None] + (1 - b2) * z**2
-        gw = _memory_weights(p)
-        def body(acc, l):
-            yl = b2**l * y0 + p * (1 - b2**l)
-            return acc + ((1 - b1) * b1**l) ** 2 * z**2 / yl, None
-
-        acc, _ = jax.lax.scan(body, jnp.zeros_like(y0), jnp.arange(_MOMENTUM_STEPS, dtype=dtype))
-        e = jnp.einsum("gh,i,j,ghij->", gw, wz, wz, acc) / jnp.sum(gw)
+        y0 = _memory(p, 1 - el, b2, z)[..., None] + (1 - b2) * z**2
+        _, psi = _phi_psi_at(1 - el, p, b1, b2, jnp.log(y0))
+        e = jnp.einsum("gh,i,j,ghij->", _memory_weights(p), wz, wz, psi * z**2) / jnp.sum(_memory_weights(p))
         return dim * p * e
 
     return jnp.vectorize(one)(*args)
@@ -367,18 +350,32 @@ _HISTORY = 160  # past sightings drawn exactly; older ones in mean field
 def _phi_psi_table(a, p, b1, b2, ly):
     """``Φ(y) = Σ_{L≥1} w(L)²`` per unit ``z²`` and ``Ψ(y) = Σ_l ((1-β₁)β₁^l)²/y_l`` on the grid
     ``y = exp(ly)``, ``y_l = β₂^l y + p(1-β₂^l)`` (docs/theory.md §8.2)."""
-    y = jnp.exp(ly)
+    # in log space: a memory far above the new gradient (a long gap, the norm decayed by
+    # α^G in between) gives y beyond floating point; its step is then ~0, which a floor keeps finite
+    lp = jnp.log(p)
 
     def body(carry, l):
         wl, acc, acc_u = carry
-        yl = b2**l * y + p * (1 - b2**l)
+        lyl = jnp.logaddexp(l * jnp.log(b2) + ly, lp + jnp.log(-jnp.expm1(l * jnp.log(b2))))
         c = (1 - b1) * b1**l
-        wl = a * wl + c / jnp.sqrt(yl)
-        return (wl, acc + wl**2, acc_u + c * c / yl), None
+        wl = a * wl + c * jnp.exp(-0.5 * lyl)
+        return (wl, acc + wl**2, acc_u + c * c * jnp.exp(-lyl)), None
 
-    zero = jnp.zeros_like(y)
-    (wl, phi, psi), _ = jax.lax.scan(body, (zero, zero, zero), jnp.arange(_MOMENTUM_STEPS, dtype=y.dtype))
-    return jnp.log(phi + wl**2 * a**2 / (1 - a**2)), jnp.log(psi)
+    zero = jnp.zeros_like(ly)
+    (wl, phi, psi), _ = jax.lax.scan(body, (zero, zero, zero), jnp.arange(_MOMENTUM_STEPS, dtype=ly.dtype))
+    tiny = jnp.finfo(ly.dtype).tiny
+    return jnp.log(phi + wl**2 * a**2 / (1 - a**2) + tiny), jnp.log(psi + tiny)
+
+
+def _phi_psi_at(a, p, b1, b2, ly0):
+    """``Φ(y₀)`` and ``Ψ(y₀)`` (see :func:`_phi_psi_table`) at the points ``y₀ = exp(ly0)``, by
+    linear interpolation of ``log Φ, log Ψ`` on ``_Y_GRID`` log-spaced points spanning them: both
+    are smooth, monotone functions of ``log y₀`` (relative interpolation error < 1e-5 at
+    2048 points), and the table costs ``_Y_GRID × _MOMENTUM_STEPS`` instead of one scan per point."""
+    lo, hi = jnp.min(ly0) - 1e-3, jnp.max(ly0) + 1e-3
+    ly = jnp.linspace(lo, hi, _Y_GRID, dtype=ly0.dtype)
+    lphi, lpsi = _phi_psi_table(a, p, b1, b2, ly)
+    return jnp.exp(jnp.interp(ly0, ly, lphi)), jnp.exp(jnp.interp(ly0, ly, lpsi))
 
 
 def _tailed_moments(lr, wd, p, b1, b2, sv, history):
