@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh machine with Python >= 3.11:
-#   make demo   -- create .venv if missing, install normflow, run the main job
-#   make test   -- create .venv if missing, install normflow[test], run the test suite
+#   make demo    -- create .venv if missing, install normflow, run the main job (into runs/; rerunnable)
+#   make test    -- create .venv if missing, install normflow[test], run the test suite
+#   make figures -- rerun every experiment at its defaults and rewrite the docs' figures/ (slow)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,14 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) sims/ode_vs_adam.py --optimizer adam
+	$(PY) -m normflow ode_vs_adam --optimizer adam --force
+
+OPTIMIZERS := gd sgd sgd_l2 sgdm sgdmw sgdp adam adamw adam_l2 adamp lion
+EXPERIMENTS := balance_fit frequency lambda_sweep ntk_drift retrieval schedule specificity
+
+figures: $(VENV)/.installed
+	for o in $(OPTIMIZERS); do $(PY) -m normflow ode_vs_adam --optimizer $$o --force --quiet --figures figures || exit 1; done
+	for e in $(EXPERIMENTS); do $(PY) -m normflow $$e --force --quiet --figures figures || exit 1; done
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

@@ -15,7 +15,7 @@ from .models import ConceptMLP, DualEncoder, EmbeddingTable
 from .optimizers import OPTIMIZERS, Hyper, WarmupCosine, make_optimizer, project_radial
 from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
 from .measure import SourceEnergy, radial_drift, source_energy, split_update
-from .train import default_model, full_batch, simulate, train
+from .train import default_model, full_batch, full_batch_of, simulate, train
 from .sweep import grid, sweep
 from . import devices
 from .devices import cpu_devices_per_core
@@ -31,7 +31,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
 
 __all__ = [
     "Batch", "ConceptMLP", "DualEncoder", "EmbeddingTable", "FlatTask", "HierarchicalTask", "Hyper",
-    "LOSSES", "OPTIMIZERS", "Trajectory", "default_model", "full_batch", "get_loss", "gradient_flow",
+    "LOSSES", "OPTIMIZERS", "Trajectory", "default_model", "full_batch", "full_batch_of", "get_loss", "gradient_flow",
     "gradient_flow_solution", "info_nce", "log_steps", "log_times", "losses", "make_optimizer", "models",
     "modified_flow", "optimizers", "project_radial", "retrieval", "theory", "sde_flow", "siglip", "simulate", "symmetric_info_nce",
     "tasks", "train", "trajectory", "zipf_weights", "__version__", "measure", "SourceEnergy", "radial_drift",

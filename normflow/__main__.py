@@ -1,20 +1,19 @@
 """``normflow`` (console script) and ``python -m normflow``: list the sims, or run one.
 
     normflow --help                  # the sims, one line each
-    normflow <sim> [flags]           # runs sims/<sim>.py's main(argv), e.g. normflow ode_vs_adam --quick
+    normflow <sim> [flags]           # runs normflow.experiments.<sim>.main(argv), e.g. normflow ode_vs_adam --quick
     normflow <sim> --help            # that sim's flags, with defaults
 
-The sims live in the ``sims/`` folder of the source checkout (the package is installed
-editable, so it is ``normflow/../sims``); ``NORMFLOW_SIMS`` points elsewhere. Listing reads
-each script's docstring without running it.
+The experiments are modules of the installed package (:mod:`normflow.experiments`), so this
+works from any folder after any install; listing reads each module's docstring without
+importing it.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
-import importlib.util
-import os
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -24,11 +23,9 @@ __all__ = ["main", "sims_dir", "list_sims"]
 _SUMMARY_WIDTH = 96
 
 
-def sims_dir() -> Path | None:
-    """The folder holding the sim scripts, or None if there is none."""
-    env = os.environ.get("NORMFLOW_SIMS")
-    d = Path(env) if env else Path(__file__).resolve().parent.parent / "sims"
-    return d if d.is_dir() else None
+def sims_dir() -> Path:
+    """The folder of the experiment modules (inside the installed package)."""
+    return Path(__file__).resolve().parent / "experiments"
 
 
 def _summary(path: Path) -> str:
@@ -47,9 +44,12 @@ def _summary(path: Path) -> str:
     return text[: _SUMMARY_WIDTH].rsplit(" ", 1)[0].rstrip(",;:") + " …"
 
 
-def list_sims(d: Path) -> dict[str, Path]:
-    """``{name: path}`` for every ``sims/*.py`` not starting with '_', sorted by name."""
-    return {p.stem: p for p in sorted(d.glob("*.py")) if not p.name.startswith("_")}
+def list_sims(d: Path | None = None) -> dict[str, Path]:
+    """``{name: path}`` for every experiment (:data:`normflow.experiments.EXPERIMENTS`), sorted."""
+    from .experiments import EXPERIMENTS
+
+    d = sims_dir() if d is None else d
+    return {n: d / f"{n}.py" for n in sorted(EXPERIMENTS)}
 
 
 def _help(d: Path, sims: dict[str, Path]) -> str:
@@ -63,7 +63,7 @@ def _help(d: Path, sims: dict[str, Path]) -> str:
         f"normflow {__version__}: a JAX lab for how optimizer dynamics write the training signal into the",
         "norms of scale-invariant (cosine) embeddings.",
         "",
-        f"sims (in {d}):",
+        "sims (normflow.experiments; also python sims/<sim>.py in a checkout):",
         *([f"  {n:<{width}}  {_summary(p)}" for n, p in sims.items()] or ["  (none)"]),
         "",
         "flags every sim takes: --seed N (same seed -> identical results.json), --out DIR, --force",
@@ -75,28 +75,14 @@ def _help(d: Path, sims: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def _load_main(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(f"normflow_sim_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # a sim may import a helper beside it
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        with_path = str(path.parent)
-        if sys.path and sys.path[0] == with_path:
-            sys.path.pop(0)
-    return getattr(module, "main", None)
+def _load_main(name: str):
+    return getattr(importlib.import_module(f"normflow.experiments.{name}"), "main", None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 diverged, 2 bad input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     d = sims_dir()
-    if d is None:
-        where = os.environ.get("NORMFLOW_SIMS") or str(Path(__file__).resolve().parent.parent / "sims")
-        print(f"normflow: no sims/ folder found at {where} (run from a source checkout, or set NORMFLOW_SIMS)",
-              file=sys.stderr)
-        return 2
     sims = list_sims(d)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_help(d, sims), file=sys.stdout if argv else sys.stderr)
@@ -114,14 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from . import cli
 
-    sim_main = _load_main(name, sims[name])
+    sim_main = _load_main(name)
     if not callable(sim_main):
-        print(f"normflow: {sims[name]} defines no main(argv)", file=sys.stderr)
+        print(f"normflow: normflow.experiments.{name} defines no main(argv)", file=sys.stderr)
         return 2
     try:
-        return cli.run_main(sim_main, argv[1:], prog=f"normflow {name}")
+        rc = cli.run_main(sim_main, argv[1:], prog=f"normflow {name}")
     except SystemExit as e:  # --help, or a sim that exits by itself
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if rc in (cli.EXIT_INTERRUPTED, cli.EXIT_TERMINATED):
+        cli.script(lambda _: rc)  # flush and end without the interpreter's teardown (see cli.script)
+    return rc
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .losses import get_loss
+from .losses import batch_loss, get_loss
 from .measure import radial_drift
 
 __all__ = ["BalanceTerms", "balance_terms"]
@@ -77,7 +77,7 @@ def _terms(model, task, keys, batch_size, lr, weight_decay, loss_fn):
 
     def loss_of(p, batch):
         m = eqx.combine(p, static)
-        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
+        return batch_loss(m, batch, loss_fn, task.temperature)
 
     x = f(params)
     r = jnp.sqrt(jnp.sum(x * x, axis=-1))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -64,6 +66,13 @@ class _Terminated(KeyboardInterrupt):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage block (argparse's type errors too)
+        m = re.match(r"unrecognized arguments: (\S+)", message)
+        if m and m.group(1).startswith("--"):
+            flag = m.group(1).split("=", 1)[0]
+            known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            if close:
+                message = f"unrecognized argument {flag} (did you mean {close[0]}?)"
         raise UsageError(message)
 
 
@@ -89,7 +98,8 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small run for tests and first contact")
     p.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
-    p.add_argument("--figures", type=str, default="figures", help="folder for the figure")
+    p.add_argument("--figures", type=str, default=None,
+                   help="folder for the figure (default: the results folder; `make figures` writes the docs' figures)")
     return p
 
 
@@ -195,6 +205,27 @@ def _check(args) -> None:
             raise UsageError(f"--depth {d} --branching {b}: {shown} concepts exceeds the cap of {MAX_CONCEPTS}")
     if a.get("dim") is not None and a["dim"] < 2:
         raise UsageError(f"--dim: must be >= 2, got {a['dim']}")
+    if a.get("batch_size"):
+        need, have = batch_memory(a["batch_size"], a.get("dim") or 32, 8 if a.get("x64") else 4), machine_memory()
+        if have and need > have / 2:
+            raise UsageError(f"--batch-size {a['batch_size']}: one step needs ~{need / 2**30:.3g} GiB (its "
+                             f"{a['batch_size']}×{a['batch_size']} logits), more than half of this machine's "
+                             f"{have / 2**30:.3g} GiB")
+
+
+def batch_memory(batch_size: int, dim: int, itemsize: int) -> float:
+    """Bytes one contrastive step holds at once, estimated before anything is compiled: the
+    ``B×B`` logits, their softmax and its gradient (three ``B×B`` arrays), plus the ``B×d``
+    embeddings and their gradients."""
+    return itemsize * (3.0 * batch_size**2 + 4.0 * batch_size * dim)
+
+
+def machine_memory() -> int | None:
+    """Physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None, *, sim: str) -> argparse.Namespace:
@@ -207,7 +238,10 @@ def parse_args(parser: argparse.ArgumentParser, argv=None, *, sim: str) -> argpa
     if args.out is None:
         args.out = str(Path("runs") / (sim + ("-quick" if args.quick else "")))
     _check_out(Path(args.out), args.force, flag="--out")
-    _check_out(Path(args.figures), True, flag="--figures")
+    if args.figures is None:
+        args.figures = args.out
+    else:
+        _check_out(Path(args.figures), True, flag="--figures")
     if args.x64:
         import jax
 
@@ -342,8 +376,8 @@ class _ConfigView(dict):
 
 
 class Output:
-    """Where a sim's results go: ``<out>/results.json`` and ``<figures>/<name>.png`` (plus a copy
-    of the figure in ``<out>``). Nothing is created until :meth:`write` / :meth:`savefig`.
+    """Where a sim's results go: ``<out>/results.json`` and ``<figures>/<name>.png`` (``<figures>``
+    defaults to ``<out>``; otherwise a copy of the figure goes into ``<out>`` as well). Nothing is created until :meth:`write` / :meth:`savefig`.
 
     ``config`` is every flag's value at write time (so defaults a sim resolves after building
     the Output, e.g. per-optimizer learning rates, are recorded), minus ``--quiet`` and
@@ -377,8 +411,9 @@ class Output:
 
     def savefig(self, fig) -> Path:
         atomic_savefig(fig, self.figure)
-        # a copy beside the results, so the folder is self-contained
-        atomic_savefig(fig, self.dir / self.figure.name)
+        if self.figure.parent.resolve() != self.dir.resolve():
+            # a copy beside the results, so the folder is self-contained
+            atomic_savefig(fig, self.dir / self.figure.name)
         return self.figure
 
 
@@ -468,3 +503,17 @@ def run_main(main: Callable[[list[str] | None], int | None], argv=None, *, prog:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return rc if isinstance(rc, int) and not isinstance(rc, bool) else EXIT_OK
+
+
+def script(main: Callable[[list[str] | None], int | None], argv=None, *, prog: str | None = None):
+    """Run ``main`` as a command (:func:`run_main`) and exit with its status. After an interrupt
+    (130/143) the process ends with ``os._exit`` once stdout/stderr are flushed: the results are
+    already settled (nothing or whole files), and the interpreter's teardown, with XLA's worker
+    threads possibly still inside a computation, is where a segmentation fault could happen."""
+    rc = run_main(main, argv, prog=prog)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if rc in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        os._exit(rc)
+    sys.exit(rc)

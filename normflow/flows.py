@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 
-from .losses import get_loss
+from .losses import batch_loss, get_loss
 from .measure import split_update
 from .models import EmbeddingTable
-from .train import default_model, full_batch
+from .train import default_model, full_batch_of
 from .trajectory import Trajectory
 
 __all__ = ["gradient_flow", "gradient_flow_solution", "modified_flow", "sde_flow", "log_times"]
@@ -47,14 +47,14 @@ def _setup(task, key, model, loss, n_samples):
     k_model, k_data = jax.random.split(key)
     if model is None:
         model = default_model(task, k_model)
-    data = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_samples)
+    data = full_batch_of(task, k_data, n_samples)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     return model, data, params, static, get_loss(loss)
 
 
 def _loss_of(p, static, task, batch, loss_fn):
     m = eqx.combine(p, static)
-    return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
+    return batch_loss(m, batch, loss_fn, task.temperature)
 
 
 def _concepts_of(p, static):
@@ -96,7 +96,7 @@ def _flow_solve(params, static, task, data, loss_fn, lam, lr, ts, rtol, atol, ma
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(lambda t, y, args: velocity(y)), solver, t0=ts[0], t1=ts[-1], dt0=None, y0=params,
         saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        max_steps=max_steps, throw=False,  # the caller turns a failed solve into a one-line error
     )
     traj = _record(ts, sol.ys, velocity, lambda p: _concepts_of(p, static),
                    lambda p: _loss_of(p, static, task, data, loss_fn), lam)
@@ -111,6 +111,13 @@ def _run_flow(task, key, model, loss, n_samples, ts, lam, lr, rtol, atol, max_st
     ts = jnp.asarray(ts, dtype)
     traj, sol = _flow_solve(params, static, task, data, loss_fn, jnp.asarray(lam, dtype), jnp.asarray(lr, dtype),
                             ts, rtol, atol, max_steps, solver, modified)
+    if not bool(sol.result == diffrax.RESULTS.successful):
+        what = "modified flow" if modified else "gradient flow"
+        reached = int(sol.stats["num_accepted_steps"]) if "num_accepted_steps" in sol.stats else -1
+        why = "hit its step limit" if reached >= max_steps or sol.result == diffrax.RESULTS.max_steps_reached else "failed"
+        raise ValueError(f"the {what} ODE {why} (max_steps={max_steps}, {reached} accepted steps) before t = "
+                         f"{float(ts[-1]):g}" + (f" with lr={float(lr):g}: the flow is stiff or blows up there"
+                                                 if modified else ""))
     last = jax.tree_util.tree_map(lambda y: y[-1], sol.ys)
     return dataclasses.replace(traj, model=eqx.combine(last, static)), sol
 
@@ -228,7 +235,7 @@ def sde_flow(
 
     def loss_of(p, batch):
         m = eqx.combine(p, static)
-        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), task.temperature)
+        return batch_loss(m, batch, loss_fn, task.temperature)
 
     def pool_grads(flat):
         p = unravel(flat)

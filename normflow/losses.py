@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
-__all__ = ["cosine_logits", "info_nce", "symmetric_info_nce", "siglip", "LOSSES", "get_loss"]
+__all__ = ["cosine_logits", "info_nce", "symmetric_info_nce", "siglip", "LOSSES", "get_loss", "batch_loss"]
 
 LossFn = Callable[..., Scalar]
 
@@ -68,3 +68,10 @@ def get_loss(loss: str | LossFn) -> LossFn:
         return LOSSES[loss]
     except KeyError:
         raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}") from None
+
+
+def batch_loss(model, batch, loss_fn: Callable, temperature) -> Float[Array, ""]:
+    """The loss of one minibatch, the one closure every engine differentiates: ``loss_fn`` on the
+    concepts' embeddings ``model.embed_concepts(batch.concepts)`` against the contexts'
+    ``model.embed_contexts(batch.contexts)`` at ``temperature``."""
+    return loss_fn(model.embed_concepts(batch.concepts), model.embed_contexts(batch.contexts), temperature)

@@ -41,12 +41,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike
 
-__all__ = ["OPTIMIZERS", "Hyper", "WarmupCosine", "is_schedule", "make_optimizer", "project_radial",
+__all__ = ["OPTIMIZERS", "REGISTRY", "NamedOptimizer", "is_transformation", "Hyper", "WarmupCosine", "is_schedule", "make_optimizer", "project_radial",
            "check_optimizer_args", "check_schedule"]
 
-OPTIMIZERS: tuple[str, ...] = (
-    "gd", "sgd", "sgdm", "sgdmw", "adam", "adamw", "sgd_l2", "adam_l2", "sgdp", "adamp", "lion",
-)
 
 
 class WarmupCosine(eqx.Module):
@@ -138,7 +135,7 @@ class Hyper(NamedTuple):
 
 def check_optimizer_args(name: str, lr, weight_decay, steps=None, batch_size=None) -> None:
     """Raise a one-line ``ValueError`` naming the bad value."""
-    if name not in OPTIMIZERS:
+    if not is_transformation(name) and name not in REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
     if is_schedule(lr):
         check_schedule(lr)
@@ -146,9 +143,9 @@ def check_optimizer_args(name: str, lr, weight_decay, steps=None, batch_size=Non
         raise ValueError(f"lr must be > 0, got {lr}")
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if name == "adam" and weight_decay != 0:
+    if not is_transformation(name) and not REGISTRY[name].decay and weight_decay != 0:
         raise ValueError(
-            f"adam has no weight decay (got weight_decay={weight_decay}); use adamw (decoupled) or adam_l2 (coupled)"
+            f"{name} has no weight decay (got weight_decay={weight_decay}); use adamw (decoupled) or adam_l2 (coupled)"
         )
     if steps is not None and not steps > 0:
         raise ValueError(f"steps must be > 0, got {steps}")
@@ -209,31 +206,73 @@ def _scheduled_decay(schedule, weight_decay) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(name: str, hyper: Hyper) -> optax.GradientTransformation:
-    """The optax transformation for a named optimizer (see the module table)."""
-    lr, wd, mom, b1, b2, eps = hyper
-    if name in ("gd", "sgd"):
-        return optax.chain(optax.sgd(lr), _decay(lr, wd))
-    if name == "sgd_l2":
-        return optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
-    if name == "sgdm":
-        return optax.chain(optax.add_decayed_weights(wd), optax.trace(decay=mom), optax.scale_by_learning_rate(lr))
-    if name == "sgdmw":
-        return optax.chain(optax.trace(decay=mom), optax.scale_by_learning_rate(lr), _decay(lr, wd))
-    if name == "adam":
-        return optax.adam(lr, b1=b1, b2=b2, eps=eps)
-    if name == "adamw":
-        return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)
-    if name == "adam_l2":
-        return optax.chain(optax.add_decayed_weights(wd), optax.adam(lr, b1=b1, b2=b2, eps=eps))
-    if name == "sgdp":
-        return optax.chain(optax.trace(decay=mom), project_radial(), optax.scale_by_learning_rate(lr), _decay(lr, wd))
-    if name == "adamp":
-        return optax.chain(
-            optax.scale_by_adam(b1=b1, b2=b2, eps=eps), project_radial(), optax.scale_by_learning_rate(lr), _decay(lr, wd)
-        )
-    if name == "lion":
-        # optax.lion: u = sign(b1·m + (1-b1)·g), m ← b2·m + (1-b2)·g; its weight_decay is
-        # multiplied by the learning rate (decoupled), so the step is x' = (1-ηλ)x - η u.
-        return optax.lion(lr, b1=b1, b2=b2, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+class NamedOptimizer(NamedTuple):
+    """One named optimizer of the lab: its optax factory over (traced) :class:`Hyper`, its default
+    ``(lr, weight_decay)`` on the standard task (docs/theory.md §11's regime) and its checks.
+
+    **Arguments:**
+
+    - ``name``: the name ``train``/``sweep``/the sims take.
+    - ``factory``: ``Hyper -> optax.GradientTransformation``; one step is ``x' = x + updates``,
+      read by docs/theory.md §2 as ``x' = (1-ηλ)x - ηu`` with ``λ = weight_decay``.
+    - ``lr``, ``weight_decay``: the defaults the sims use when no value is given.
+    - ``decay``: ``False`` if the optimizer takes no weight decay (``weight_decay`` must be 0).
+    - ``full_batch``: ``True`` for ``gd`` (a fixed set of ``n_full`` samples every step).
+    """
+
+    name: str
+    factory: Callable[[Hyper], optax.GradientTransformation]
+    lr: float
+    weight_decay: float
+    decay: bool = True
+    full_batch: bool = False
+
+
+def _lion(h: Hyper) -> optax.GradientTransformation:
+    # optax.lion: u = sign(b1·m + (1-b1)·g), m ← b2·m + (1-b2)·g; its weight_decay is
+    # multiplied by the learning rate (decoupled), so the step is x' = (1-ηλ)x - η u.
+    return optax.lion(h.lr, b1=h.b1, b2=h.b2, weight_decay=h.weight_decay)
+
+
+REGISTRY: dict[str, NamedOptimizer] = {o.name: o for o in (
+    NamedOptimizer("gd", lambda h: optax.chain(optax.sgd(h.lr), _decay(h.lr, h.weight_decay)), 0.5, 0.0,
+                   full_batch=True),
+    NamedOptimizer("sgd", lambda h: optax.chain(optax.sgd(h.lr), _decay(h.lr, h.weight_decay)), 0.5, 1e-3),
+    NamedOptimizer("sgdm", lambda h: optax.chain(optax.add_decayed_weights(h.weight_decay), optax.trace(decay=h.momentum),
+                                                 optax.scale_by_learning_rate(h.lr)), 0.05, 1e-3),
+    NamedOptimizer("sgdmw", lambda h: optax.chain(optax.trace(decay=h.momentum), optax.scale_by_learning_rate(h.lr),
+                                                  _decay(h.lr, h.weight_decay)), 0.05, 1e-2),
+    NamedOptimizer("adam", lambda h: optax.adam(h.lr, b1=h.b1, b2=h.b2, eps=h.eps), 1e-2, 0.0, decay=False),
+    NamedOptimizer("adamw", lambda h: optax.adamw(h.lr, b1=h.b1, b2=h.b2, eps=h.eps, weight_decay=h.weight_decay),
+                   1e-2, 0.05),
+    NamedOptimizer("sgd_l2", lambda h: optax.chain(optax.add_decayed_weights(h.weight_decay), optax.sgd(h.lr)), 0.5, 1e-3),
+    NamedOptimizer("adam_l2", lambda h: optax.chain(optax.add_decayed_weights(h.weight_decay),
+                                                    optax.adam(h.lr, b1=h.b1, b2=h.b2, eps=h.eps)), 1e-2, 0.05),
+    NamedOptimizer("sgdp", lambda h: optax.chain(optax.trace(decay=h.momentum), project_radial(),
+                                                 optax.scale_by_learning_rate(h.lr), _decay(h.lr, h.weight_decay)),
+                   0.05, 1e-2),
+    NamedOptimizer("adamp", lambda h: optax.chain(optax.scale_by_adam(b1=h.b1, b2=h.b2, eps=h.eps), project_radial(),
+                                                  optax.scale_by_learning_rate(h.lr), _decay(h.lr, h.weight_decay)),
+                   1e-2, 0.05),
+    NamedOptimizer("lion", _lion, 1e-3, 0.5),
+)}
+"""Every named optimizer (see the module table); adding one is one entry here."""
+
+
+def is_transformation(optimizer) -> bool:
+    """True for a user's own optax ``GradientTransformation`` (not a name of :data:`REGISTRY`)."""
+    return isinstance(optimizer, optax.GradientTransformation)
+
+
+def make_optimizer(name, hyper: Hyper) -> optax.GradientTransformation:
+    """The optax transformation for a named optimizer (see the module table), or ``name``
+    itself when it is already an optax ``GradientTransformation``."""
+    if is_transformation(name):
+        return name
+    try:
+        return REGISTRY[name].factory(hyper)
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}") from None
+
+
+OPTIMIZERS: tuple[str, ...] = tuple(REGISTRY)

@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .losses import get_loss
 from .optimizers import Hyper, WarmupCosine, check_optimizer_args, check_schedule, is_schedule
-from .train import default_model, full_batch, simulate
+from .train import default_model, full_batch_of, simulate
 from .trajectory import Trajectory, normalize_save_steps
 
 __all__ = ["sweep", "grid", "config_mesh", "trace_count", "unroll_cpu_threefry"]
@@ -43,12 +43,12 @@ __all__ = ["sweep", "grid", "config_mesh", "trace_count", "unroll_cpu_threefry"]
 AXIS = "configs"
 _HYPER_NAMES = ("lr", "weight_decay", "momentum", "b1", "b2", "eps")
 _SCHEDULE_FIELDS = ("peak", "warmup_steps", "decay_steps", "init", "end")
-_TRACES = 0  # incremented each time the sweep program is traced (see trace_count)
 
 
 def trace_count() -> int:
-    """How many times a sweep program has been traced (compiled) in this process."""
-    return _TRACES
+    """How many times a sweep program has been traced (compiled) in this process
+    (``eqx.debug.get_num_traces`` of the wrapped program: Equinox keeps the count, no global)."""
+    return eqx.debug.get_num_traces(_run)
 
 
 def unroll_cpu_threefry(enable: bool = True) -> bool:
@@ -250,9 +250,8 @@ def _unpad(out, *, n, replicated):
 
 
 @eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)
 def _run(task, model, hyper, key_data, *, impl, optimizer, steps, save_steps, batch_size, loss_fn, n_full, mesh):
-    global _TRACES
-    _TRACES += 1
     s = np.asarray(save_steps)
     sharding = NamedSharding(mesh, P(AXIS))
 
@@ -260,7 +259,7 @@ def _run(task, model, hyper, key_data, *, impl, optimizer, steps, save_steps, ba
         key = jax.random.wrap_key_data(kd, impl=impl)
         k_model, k_data = jax.random.split(key)  # as train(): model key, data key
         m = default_model(task, k_model) if model is None else model
-        fixed = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_full) if optimizer == "gd" else None
+        fixed = full_batch_of(task, k_data, n_full) if optimizer == "gd" else None
         return simulate(m, task, optimizer, hyper, k_data, steps=steps, save_steps=s, batch_size=batch_size,
                         loss_fn=loss_fn, fixed_batch=fixed)
 

@@ -38,12 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
-from .losses import get_loss
+from .losses import batch_loss, get_loss
 from .measure import split_update
 from .models import EmbeddingTable
-from .optimizers import Hyper, WarmupCosine, check_optimizer_args, is_schedule, make_optimizer
+from .optimizers import Hyper, WarmupCosine, check_optimizer_args, is_schedule, is_transformation, make_optimizer
 from .tasks import Batch
 from .trajectory import Trajectory, normalize_save_steps
 
@@ -58,6 +58,15 @@ def default_model(task, key: PRNGKeyArray, init_norm: float = 1.0) -> EmbeddingT
 def full_batch(task, key: PRNGKeyArray, n_samples: int) -> Batch:
     """The fixed sample set used by ``gd`` and by the flows (the "full batch")."""
     return task.sample(key, n_samples)
+
+
+FULL_BATCH_FOLD = 2**31 - 1  # the full batch's key: fold_in(data key, this), apart from every step's fold_in(k)
+
+
+def full_batch_of(task, data_key: PRNGKeyArray, n_samples: int) -> Batch:
+    """The full batch of a run whose data key is ``data_key`` (the lab's one convention: the same
+    set for ``gd`` in ``train``/``sweep`` and for the flows of the same key)."""
+    return full_batch(task, jax.random.fold_in(data_key, FULL_BATCH_FOLD), n_samples)
 
 
 def _split_keys(key):
@@ -121,7 +130,7 @@ def run_chunk(
 
     def loss_of(params, batch):
         m = eqx.combine(params, static)
-        return loss_fn(m.embed_concepts(batch.concepts), m.embed_contexts(batch.contexts), temperature)
+        return batch_loss(m, batch, loss_fn, temperature)
 
     def concepts_of(params):
         return eqx.combine(params, static).concept_embeddings()
@@ -255,9 +264,9 @@ def _assemble(s, lr, x0, norms, rad, ang, usq, loss, state, static) -> Trajector
 
 def train(
     task,
-    optimizer: str,
+    optimizer: str | optax.GradientTransformation,
     *,
-    lr,
+    lr=None,
     steps: int,
     key: PRNGKeyArray,
     weight_decay: float = 0.0,
@@ -279,7 +288,11 @@ def train(
     Args:
         task: a task from :mod:`normflow.tasks`.
         optimizer: one of :data:`normflow.OPTIMIZERS` (``gd`` uses a fixed set of ``n_full``
-            samples every step; the others draw ``batch_size`` samples per step).
+            samples every step; the others draw ``batch_size`` samples per step), or any optax
+            ``GradientTransformation`` (e.g. ``optax.lion(1e-3)``). Its step ``Δx`` is recorded
+            exactly as for the named ones, read as ``Δx = -ηλx - ηu`` with the ``lr`` and
+            ``weight_decay`` given here (default ``lr = 1``, ``λ = 0``: then ``u = -Δx``), so
+            docs/theory.md §2's identity holds for it too; ``lr`` then only sets the units.
         lr, weight_decay, momentum, b1, b2, eps: optimizer hyperparameters (``momentum`` for
             sgdm/sgdmw/sgdp; ``b1, b2, eps`` for the Adam family). ``lr`` is a number or a
             schedule ``η(k)`` of the 0-based step (:class:`~normflow.optimizers.WarmupCosine`,
@@ -310,6 +323,10 @@ def train(
         (``Σ_{j<k} η_j`` with a schedule),
         per-concept ``norms, radial, angular, update_sq`` and the minibatch ``loss``.
     """
+    if lr is None:
+        if not is_transformation(optimizer):
+            raise ValueError(f"lr is required for the named optimizer {optimizer!r}")
+        lr = 1.0
     check_optimizer_args(optimizer, lr, weight_decay, steps, batch_size)
     batch_sharding = _batch_sharding(devices, n_full if optimizer == "gd" else batch_size)
     loss_fn = get_loss(loss)
@@ -317,7 +334,7 @@ def train(
     if model is None:
         model = default_model(task, k_model)
     s = normalize_save_steps(save_steps, steps)
-    fixed = full_batch(task, jax.random.fold_in(k_data, 2**31 - 1), n_full) if optimizer == "gd" else None
+    fixed = full_batch_of(task, k_data, n_full) if optimizer == "gd" else None
     hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (1.0 if is_schedule(lr) else lr, weight_decay, momentum, b1,
                                                           b2, eps)))
     if is_schedule(lr):

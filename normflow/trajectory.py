@@ -21,7 +21,6 @@ Time convention (used everywhere in the lab): ``t = η · step``. With a learnin
 from __future__ import annotations
 
 import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 

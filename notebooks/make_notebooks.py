@@ -27,7 +27,6 @@ drawn against the SGD trajectory. Runs in well under a minute on a laptop CPU.
 * **SGD** (docs/theory.md §5): each noisy step adds `η²|g|²` to `R²`, so `R⁴(t) = R₀⁴ + 2η ∫ pW² dτ`: the
   norm integrates the *source energy* `pW²` of each concept, whatever direction it points."""),
     ("code", """import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 

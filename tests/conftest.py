@@ -30,19 +30,15 @@ def small_task():
 
 
 def run_sim_in_process(name: str, argv: list[str], capsys, prog: str | None = None):
-    """Run ``sims/<name>.py``'s ``main(argv)`` in this process under the CLI's exit-status
+    """Run ``normflow.experiments.<name>.main(argv)`` in this process under the CLI's exit-status
     contract (:func:`normflow.cli.run_main`); returns ``(status, stdout, stderr)``. For the
     bad-input paths, which end before anything is computed (one subprocess test per contract
     stays in test_cli.py)."""
-    import importlib.util
-    from pathlib import Path
+    import importlib
 
     from normflow import cli
 
-    path = Path(__file__).resolve().parents[1] / "sims" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"sim_under_test_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    rc = cli.run_main(mod.main, argv, prog=prog or path.name)
+    mod = importlib.import_module(f"normflow.experiments.{name}")
+    rc = cli.run_main(mod.main, argv, prog=prog or f"{name}.py")
     out, err = capsys.readouterr()
     return rc, out, err

@@ -32,6 +32,7 @@ import pytest
 
 from normflow import cli
 from normflow import __main__ as entry
+from normflow.experiments import EXPERIMENTS
 from normflow.optimizers import OPTIMIZERS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,7 +133,6 @@ def env(tmp_path_factory):
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
         "MPLBACKEND": "Agg",
     })
-    e.pop("NORMFLOW_SIMS", None)
     return e
 
 
@@ -269,7 +269,9 @@ def _load(path: Path, name: str):
 
 @pytest.fixture(scope="module")
 def sim():
-    return _load(SIM, "ode_vs_adam_under_test")
+    from normflow.experiments import ode_vs_adam
+
+    return ode_vs_adam
 
 
 @pytest.mark.parametrize("args, message", [b for b in BAD if " ".join(b[0]) in BAD_SUBPROCESS],
@@ -337,9 +339,9 @@ def test_entry_point_lists_every_sim(env, tmp_path):
     r = subprocess.run([PY, "-m", "normflow", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    names = sorted(p.stem for p in SIMS.glob("*.py") if not p.name.startswith("_"))
+    names = sorted(EXPERIMENTS)
     lines = r.stdout.splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("sims (in ")) + 1
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("sims (normflow.experiments")) + 1
     block = lines[start:lines.index("", start)]
     assert sorted(ln.split()[0] for ln in block) == names  # one line each ...
     for ln in block:  # ... with a summary from the script's docstring
@@ -358,18 +360,23 @@ def test_entry_point_runs_a_sim(env, tmp_path):
 
 def test_entry_point_unknown_sim_or_none(capsys):
     assert entry.main(["ode_vs_adm"]) == 2
-    names = ", ".join(sorted(p.stem for p in SIMS.glob("*.py") if not p.name.startswith("_")))
+    names = ", ".join(sorted(EXPERIMENTS))
     assert capsys.readouterr().err.strip() == (
         f"normflow: unknown sim 'ode_vs_adm' (did you mean ode_vs_adam?); available: {names}")
     assert entry.main([]) == 2  # no sim named: the list, on stderr
     assert "ode_vs_adam" in capsys.readouterr().err
 
 
-def test_entry_point_without_sims_folder(monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("NORMFLOW_SIMS", str(tmp_path / "nowhere"))
-    assert entry.main(["--help"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no sims/ folder found" in err[0]
+def test_sims_are_thin_front_ends_of_the_package_experiments():
+    """Every experiment lives in the package; ``sims/<name>.py`` is a front end of at most 40
+    lines that runs the package's ``main`` (so a non-editable install runs the same code)."""
+    fronts = sorted(p.stem for p in SIMS.glob("*.py") if not p.name.startswith("_"))
+    assert fronts == sorted(EXPERIMENTS)
+    for name in fronts:
+        text = (SIMS / f"{name}.py").read_text()
+        assert len(text.splitlines()) <= 40, name
+        assert f"from normflow.experiments.{name} import main" in text, name
+        assert entry.list_sims()[name].is_file()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +401,8 @@ def test_results_record_versions_device_and_full_config(r1):
     assert res["jax_version"] == jax.__version__
     assert res["device"].startswith(jax.devices()[0].device_kind)
     cfg = res["config"]
-    mod = _load(SIM, "ode_vs_adam_for_config")
+    from normflow.experiments import ode_vs_adam as mod
+
     flags = {a.dest for a in mod.build_parser()._actions if a.dest != "help"} - {"quiet", "force"}
     assert flags <= set(cfg), flags - set(cfg)
     # per-optimizer defaults are recorded resolved, not as None
@@ -529,3 +537,27 @@ def test_atomic_savefig_failure_keeps_old_file_and_modes(tmp_path):
     plt.close(fig)
     assert path.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
+
+
+def test_experiments_page_is_generated_from_the_docstrings():
+    spec = importlib.util.spec_from_file_location("make_experiments", REPO / "docs" / "make_experiments.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (REPO / "docs" / "experiments.md").read_text(encoding="utf-8") == mod.render(), \
+        "docs/experiments.md is stale: run python docs/make_experiments.py"
+
+
+def test_unknown_flag_suggests_the_nearest(sim, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.run_main(sim.main, ["--stpes", "10"], prog="ode_vs_adam.py") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ode_vs_adam.py: error: unrecognized argument --stpes (did you mean --steps?)"
+
+
+def test_batch_that_cannot_fit_is_refused_before_compiling(sim, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.batch_memory(1_000_000, 32, 4) > 1e13  # 3·10¹² floats of logits
+    assert cli.run_main(sim.main, ["--batch-size", "1000000"], prog="ode_vs_adam.py") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ode_vs_adam.py: error: --batch-size 1000000: one step needs ~") and "GiB" in err
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,6 @@
 (docs/theory.md §4); the SDE reproduces SGD's mean norm growth (docs/theory.md §5)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import normflow as nf

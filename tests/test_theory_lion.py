@@ -175,7 +175,7 @@ def test_equilibrium_norm_of_rows_kicked_by_tangent_noise():
 
 def test_predict_lion_relaxes_to_the_equilibrium_and_its_rotation():
     """predict('lion') runs R²_{k+1} = (1-ηλ)²R²_k + η²dγ(p̄) to R*, and θ = η sqrt(d-1)/R there."""
-    n, total, d, lr, wd, b1, b2 = 3, 30_000, 16, 1e-3, 0.5, 0.9, 0.99
+    total, d, lr, wd, b1, b2 = 30_000, 16, 1e-3, 0.5, 0.9, 0.99
     p = np.array([[0.3, 0.5, 0.9], [0.3, 0.5, 0.9]])
     ctx = theory.Context(steps=np.array([0, total]), r0=np.array([0.5, 1.0, 3.0]), stat_steps=np.array([0, total]),
                          p=p, pw2=0.1 * p, mean_sq=np.zeros_like(p), var=np.full_like(p, 0.1), dim=d, lr=lr,

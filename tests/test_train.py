@@ -128,3 +128,31 @@ def test_bad_arguments_raise(small_task, kw, msg):
     args = dict(optimizer="sgd", lr=0.1, steps=10, batch_size=8, weight_decay=0.0) | kw
     with pytest.raises(ValueError, match=msg):
         nf.train(small_task, args.pop("optimizer"), key=jax.random.key(0), **args)
+
+
+def test_any_optax_transformation_is_recorded_exactly(small_task):
+    """A user's own optax optimizer runs through the same engine: ``optax.sgd(η)`` with the lab's
+    units (lr = η) reproduces the named ``sgd`` exactly; with the default units (lr = 1, u = -Δx)
+    docs/theory.md §2's identity holds for an optimizer the lab has no name for (optax.lamb)."""
+    import optax
+
+    kw = dict(steps=40, key=jax.random.key(6), save_steps=CONSEC, batch_size=16)
+    named = nf.train(small_task, "sgd", lr=0.5, **kw)
+    own = nf.train(small_task, optax.sgd(0.5), lr=0.5, **kw)
+    for f in ("norms", "radial", "update_sq"):
+        np.testing.assert_allclose(getattr(own, f), getattr(named, f), rtol=1e-12, atol=1e-300)
+    lamb = nf.train(small_task, optax.lamb(1e-2), **kw)
+    assert _identity_rel_err(lamb, 1.0, 0.0) < 1e-10
+    assert float(np.max(np.abs(np.asarray(lamb.radial)[1:]))) > 0  # it does move the rows
+    with pytest.raises(ValueError, match="lr is required for the named optimizer 'sgd'"):
+        nf.train(small_task, "sgd", **kw)
+
+
+def test_registry_is_the_one_place_per_optimizer():
+    from normflow.defaults import DEFAULTS
+    from normflow.optimizers import REGISTRY
+
+    assert tuple(REGISTRY) == nf.OPTIMIZERS
+    assert all(DEFAULTS[n] == (o.lr, o.weight_decay) for n, o in REGISTRY.items())
+    assert [n for n, o in REGISTRY.items() if not o.decay] == ["adam"]
+    assert [n for n, o in REGISTRY.items() if o.full_batch] == ["gd"]
