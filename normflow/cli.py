@@ -281,9 +281,21 @@ def _tempfile_beside(path: Path, suffix: str) -> str:
     return tmp
 
 
+# The one piece of process state here, as signals are process-wide: set by run_main's handlers, so
+# that an interrupt whose KeyboardInterrupt was swallowed where it landed (JAX's gc callback ignores
+# exceptions) is raised again at the latest before a results file is renamed into place.
+_SIGNALLED: list[int] = []
+
+
+def _raise_if_signalled() -> None:
+    if _SIGNALLED:
+        raise _Terminated() if _SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
 def _replace_or_remove(tmp: str, path: Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
+        _raise_if_signalled()
         os.replace(tmp, path)
     except BaseException:  # includes KeyboardInterrupt: never leave the temporary file behind
         with contextlib.suppress(FileNotFoundError):
@@ -475,14 +487,19 @@ def run_main(main: Callable[[list[str] | None], int | None], argv=None, *, prog:
     ``<prog>: error: <what>`` (``prog`` defaults to the script's file name)."""
     prog = prog or Path(sys.argv[0]).name or "normflow"
 
-    def on_term(signum, frame):
-        raise _Terminated()
+    def on_signal(signum, frame):
+        _SIGNALLED.append(signum)
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = None
-    with contextlib.suppress(ValueError):  # not in the main thread: leave SIGTERM alone
-        previous = signal.signal(signal.SIGTERM, on_term)
+    _SIGNALLED.clear()
+    previous = previous_int = None
+    with contextlib.suppress(ValueError):  # not in the main thread: leave the signals alone
+        previous = signal.signal(signal.SIGTERM, on_signal)
+        # Ctrl-C raises KeyboardInterrupt from here on (a front end's early handler ends here)
+        previous_int = signal.signal(signal.SIGINT, on_signal)
     try:
         rc = main(argv)
+        _raise_if_signalled()  # an interrupt swallowed after the last write still counts
     except UsageError as e:
         print(f"{prog}: error: {_first_line(e)}", file=sys.stderr)
         return EXIT_USAGE
@@ -502,6 +519,8 @@ def run_main(main: Callable[[list[str] | None], int | None], argv=None, *, prog:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
     return rc if isinstance(rc, int) and not isinstance(rc, bool) else EXIT_OK
 
 

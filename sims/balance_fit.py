@@ -6,6 +6,8 @@ Front end of :mod:`normflow.experiments.balance_fit` (the experiment lives in th
 runs the same ``main``). ``python sims/balance_fit.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.balance_fit import main
 

@@ -7,6 +7,8 @@ Front end of :mod:`normflow.experiments.frequency` (the experiment lives in the 
 runs the same ``main``). ``python sims/frequency.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.frequency import main
 

@@ -6,6 +6,8 @@ Front end of :mod:`normflow.experiments.lambda_sweep` (the experiment lives in t
 runs the same ``main``). ``python sims/lambda_sweep.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.lambda_sweep import main
 

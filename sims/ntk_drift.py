@@ -6,6 +6,8 @@ Front end of :mod:`normflow.experiments.ntk_drift` (the experiment lives in the 
 runs the same ``main``). ``python sims/ntk_drift.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.ntk_drift import main
 

@@ -6,6 +6,8 @@ Front end of :mod:`normflow.experiments.ode_vs_adam` (the experiment lives in th
 runs the same ``main``). ``python sims/ode_vs_adam.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.ode_vs_adam import main
 

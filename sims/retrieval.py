@@ -5,6 +5,8 @@ Front end of :mod:`normflow.experiments.retrieval` (the experiment lives in the 
 runs the same ``main``). ``python sims/retrieval.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.retrieval import main
 

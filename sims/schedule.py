@@ -6,6 +6,8 @@ Front end of :mod:`normflow.experiments.schedule` (the experiment lives in the p
 runs the same ``main``). ``python sims/schedule.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.schedule import main
 

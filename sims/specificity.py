@@ -7,6 +7,8 @@ Front end of :mod:`normflow.experiments.specificity` (the experiment lives in th
 runs the same ``main``). ``python sims/specificity.py --help`` lists its flags.
 """
 
+import _early_signals  # noqa: F401  (first: Ctrl-C while JAX imports ends cleanly)
+
 from normflow.cli import script
 from normflow.experiments.specificity import main
 
