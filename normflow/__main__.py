@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = cli.run_main(sim_main, argv[1:], prog=f"normflow {name}")
     except SystemExit as e:  # --help, or a sim that exits by itself
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    if rc in (cli.EXIT_INTERRUPTED, cli.EXIT_TERMINATED):
-        cli.script(lambda _: rc)  # flush and end without the interpreter's teardown (see cli.script)
+    cli.end_if_interrupted(rc)  # an interrupt ends here, without the interpreter's teardown
     return rc
 
 

@@ -530,9 +530,16 @@ def script(main: Callable[[list[str] | None], int | None], argv=None, *, prog: s
     already settled (nothing or whole files), and the interpreter's teardown, with XLA's worker
     threads possibly still inside a computation, is where a segmentation fault could happen."""
     rc = run_main(main, argv, prog=prog)
+    end_if_interrupted(rc)
+    sys.exit(rc)
+
+
+def end_if_interrupted(rc: int) -> None:
+    """For a status of 130/143: flush stdout/stderr and end the process with ``os._exit`` (see
+    :func:`script`); any other status returns."""
+    if rc not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    if rc in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        os._exit(rc)
-    sys.exit(rc)
+    os._exit(rc)
