@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine with Python >= 3.11:
 #   make demo    -- create .venv if missing, install normflow, run the main job (into runs/; rerunnable)
 #   make test    -- create .venv if missing, install normflow[test], run the test suite
-#   make figures -- rerun every experiment at its defaults and rewrite the docs' figures/ (slow)
+#   make figures -- rerun every experiment at its defaults; rewrite docs/figures/, docs/results/ and
+#                   the README's main-job table (slow)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -27,8 +28,10 @@ OPTIMIZERS := gd sgd sgd_l2 sgdm sgdmw sgdp adam adamw adam_l2 adamp lion
 EXPERIMENTS := balance_fit frequency lambda_sweep ntk_drift retrieval schedule specificity
 
 figures: $(VENV)/.installed
-	for o in $(OPTIMIZERS); do $(PY) -m normflow ode_vs_adam --optimizer $$o --force --quiet --figures figures || exit 1; done
-	for e in $(EXPERIMENTS); do $(PY) -m normflow $$e --force --quiet --figures figures || exit 1; done
+	for o in $(OPTIMIZERS); do $(PY) -m normflow ode_vs_adam --optimizer $$o --force --quiet --figures docs/figures \
+		--out runs/ode_vs_adam_$$o || exit 1; done
+	$(PY) docs/make_tables.py $(foreach o,$(OPTIMIZERS),runs/ode_vs_adam_$(o)/results.json)
+	for e in $(EXPERIMENTS); do $(PY) -m normflow $$e --force --quiet --figures docs/figures || exit 1; done
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

@@ -6,23 +6,21 @@ Time convention, everywhere: continuous time ``t = η · step``.
 
 from importlib import metadata as _metadata
 
-from . import benchmark, losses, measure, models, optimizers, retrieval, tasks, theory, trajectory
-from . import defaults, stats
+from . import balance, defaults, devices, losses, measure, models, ntk, optimizers, retrieval, stats, tasks, theory
+from . import trajectory
+from .balance import BalanceTerms, balance_terms
 from .defaults import DEFAULTS
+from .devices import cpu_devices_per_core
 from .flows import gradient_flow, gradient_flow_solution, log_times, modified_flow, sde_flow
 from .losses import LOSSES, get_loss, info_nce, siglip, symmetric_info_nce
-from .models import ConceptMLP, DualEncoder, EmbeddingTable
-from .optimizers import OPTIMIZERS, Hyper, WarmupCosine, make_optimizer, project_radial
-from .tasks import Batch, FlatTask, HierarchicalTask, zipf_weights
 from .measure import SourceEnergy, radial_drift, source_energy, split_update
-from .train import default_model, full_batch, full_batch_of, simulate, train
-from .sweep import grid, sweep
-from . import devices
-from .devices import cpu_devices_per_core
-from .trajectory import Trajectory, log_steps
-from . import balance, ntk
-from .balance import BalanceTerms, balance_terms
+from .models import AbstractEmbeddingModel, ConceptMLP, DualEncoder, EmbeddingTable
 from .ntk import radial_votes
+from .optimizers import OPTIMIZERS, Hyper, WarmupCosine, make_optimizer, project_radial
+from .sweep import grid, sweep
+from .tasks import AbstractTask, Batch, FlatTask, HierarchicalTask, zipf_weights
+from .train import default_model, full_batch, full_batch_of, simulate, train
+from .trajectory import Trajectory, log_steps
 
 try:
     __version__ = _metadata.version("normflow")
@@ -30,14 +28,19 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
     __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "ConceptMLP", "DualEncoder", "EmbeddingTable", "FlatTask", "HierarchicalTask", "Hyper",
-    "LOSSES", "OPTIMIZERS", "Trajectory", "default_model", "full_batch", "full_batch_of", "get_loss", "gradient_flow",
-    "gradient_flow_solution", "info_nce", "log_steps", "log_times", "losses", "make_optimizer", "models",
-    "modified_flow", "optimizers", "project_radial", "retrieval", "theory", "sde_flow", "siglip", "simulate", "symmetric_info_nce",
-    "tasks", "train", "trajectory", "zipf_weights", "__version__", "measure", "SourceEnergy", "radial_drift",
-    "source_energy", "split_update",
+    # modules
+    "balance", "defaults", "devices", "losses", "measure", "models", "ntk", "optimizers", "retrieval", "stats",
+    "tasks", "theory", "trajectory",
+    # tasks and models
+    "AbstractTask", "Batch", "FlatTask", "HierarchicalTask", "zipf_weights",
+    "AbstractEmbeddingModel", "ConceptMLP", "DualEncoder", "EmbeddingTable", "default_model",
+    # losses and optimizers
+    "LOSSES", "get_loss", "info_nce", "siglip", "symmetric_info_nce",
+    "OPTIMIZERS", "DEFAULTS", "Hyper", "WarmupCosine", "make_optimizer", "project_radial",
+    # engines
+    "train", "simulate", "sweep", "grid", "full_batch", "full_batch_of", "Trajectory", "log_steps",
+    "gradient_flow", "gradient_flow_solution", "modified_flow", "sde_flow", "log_times", "cpu_devices_per_core",
+    # measurements
+    "SourceEnergy", "source_energy", "radial_drift", "split_update", "BalanceTerms", "balance_terms", "radial_votes",
+    "__version__",
 ]
-__all__ += ["grid", "sweep", "devices", "cpu_devices_per_core"]
-__all__ += ["DEFAULTS", "defaults", "stats", "WarmupCosine"]
-__all__ += ["benchmark"]
-__all__ += ["balance", "ntk", "BalanceTerms", "balance_terms", "radial_votes"]

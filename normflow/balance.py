@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .losses import batch_loss, get_loss
+from .losses import get_loss
 from .measure import radial_drift
 
 __all__ = ["BalanceTerms", "balance_terms"]
@@ -76,8 +76,7 @@ def _terms(model, task, keys, batch_size, lr, weight_decay, loss_fn):
         return eqx.combine(p, static).concept_embeddings()
 
     def loss_of(p, batch):
-        m = eqx.combine(p, static)
-        return batch_loss(m, batch, loss_fn, task.temperature)
+        return task.loss(eqx.combine(p, static), batch, loss_fn)
 
     x = f(params)
     r = jnp.sqrt(jnp.sum(x * x, axis=-1))

@@ -366,7 +366,7 @@ def run_metadata(config: dict) -> dict:
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
         "device": str(jax.devices()[0].device_kind) + f" ({jax.default_backend()}) x{jax.device_count()}",
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(getattr(jax.config, "jax_enable_x64")),
         "config": config,
     }
 

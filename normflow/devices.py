@@ -46,7 +46,7 @@ def cpu_devices_per_core(n: int | None = None) -> int:
     forced = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
     if forced:
         return int(forced.group(1))
-    current = jax.config.jax_num_cpu_devices
+    current = getattr(jax.config, "jax_num_cpu_devices")
     if current is not None and current > 0:
         return int(current)
     try:

@@ -26,7 +26,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
-from .losses import batch_loss, get_loss
+from .losses import get_loss
 from .measure import split_update
 from .models import EmbeddingTable
 from .train import default_model, full_batch_of
@@ -53,8 +53,7 @@ def _setup(task, key, model, loss, n_samples):
 
 
 def _loss_of(p, static, task, batch, loss_fn):
-    m = eqx.combine(p, static)
-    return batch_loss(m, batch, loss_fn, task.temperature)
+    return task.loss(eqx.combine(p, static), batch, loss_fn)
 
 
 def _concepts_of(p, static):
@@ -122,21 +121,9 @@ def _run_flow(task, key, model, loss, n_samples, ts, lam, lr, rtol, atol, max_st
     return dataclasses.replace(traj, model=eqx.combine(last, static)), sol
 
 
-def gradient_flow(
-    task,
-    t1: float,
-    *,
-    key: PRNGKeyArray,
-    model=None,
-    loss="info_nce",
-    weight_decay: float = 0.0,
-    n_samples: int = 512,
-    ts=None,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
-    max_steps: int = 100_000,
-    solver: diffrax.AbstractSolver | None = None,
-) -> Trajectory:
+def gradient_flow(task, t1: float, *, key: PRNGKeyArray, model=None, loss="info_nce", weight_decay: float = 0.0,
+                  n_samples: int = 512, ts=None, rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 100_000,
+                  solver: diffrax.AbstractSolver | None = None) -> Trajectory:
     """Full-batch gradient flow ``dθ/dt = -∇L(θ) - λθ`` (docs/theory.md §3), adaptive Diffrax solve.
 
     For the free table ``∇L ⊥ x`` row by row, so ``R(t) = R₀ e^{-λt}`` exactly: the solve
@@ -162,21 +149,9 @@ def gradient_flow_solution(task, t1, *, key, model=None, loss="info_nce", weight
     return _run_flow(task, key, model, loss, n_samples, ts, weight_decay, 0.0, rtol, atol, max_steps, solver, False)
 
 
-def modified_flow(
-    task,
-    lr: float,
-    t1: float,
-    *,
-    key: PRNGKeyArray,
-    model=None,
-    loss="info_nce",
-    weight_decay: float = 0.0,
-    n_samples: int = 512,
-    ts=None,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    max_steps: int = 100_000,
-) -> Trajectory:
+def modified_flow(task, lr: float, t1: float, *, key: PRNGKeyArray, model=None, loss="info_nce",
+                  weight_decay: float = 0.0, n_samples: int = 512, ts=None, rtol: float = 1e-8, atol: float = 1e-10,
+                  max_steps: int = 100_000) -> Trajectory:
     """GD's modified flow (docs/theory.md §4): per concept row ``x``,
 
         dx/dt = -∇ₓL + (η/2) (|∇ₓL|² / R²) x - λx,
@@ -193,20 +168,8 @@ def modified_flow(
                      True)[0]
 
 
-def sde_flow(
-    task,
-    lr: float,
-    t1: float,
-    *,
-    key: PRNGKeyArray,
-    model=None,
-    loss="info_nce",
-    weight_decay: float = 0.0,
-    batch_size: int = 64,
-    pool: int = 32,
-    dt: float | None = None,
-    ts=None,
-    modified_drift: bool = True,
+def sde_flow(task, lr: float, t1: float, *, key: PRNGKeyArray, model=None, loss="info_nce", weight_decay: float = 0.0,
+             batch_size: int = 64, pool: int = 32, dt: float | None = None, ts=None, modified_drift: bool = True
 ) -> Trajectory:
     """SGD as an Itô SDE (docs/theory.md §5), solved by Euler–Maruyama on a ``VirtualBrownianTree``.
 
@@ -234,8 +197,7 @@ def sde_flow(
     use_mod = modified_drift and isinstance(model, EmbeddingTable)
 
     def loss_of(p, batch):
-        m = eqx.combine(p, static)
-        return batch_loss(m, batch, loss_fn, task.temperature)
+        return task.loss(eqx.combine(p, static), batch, loss_fn)
 
     def pool_grads(flat):
         p = unravel(flat)

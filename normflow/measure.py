@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .losses import batch_loss, get_loss
+from .losses import get_loss
 from .theory import angular_step  # noqa: F401  (re-exported: ε = η|s|/R², docs/theory.md §4, §11)
 
 __all__ = ["SourceEnergy", "source_energy", "radial_drift", "split_update", "angular_step", "embedding_gradients",
@@ -111,8 +111,7 @@ def radial_drift(model, task, batch, loss="info_nce") -> Float[Array, " N"]:
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
     def loss_of(p):
-        m = eqx.combine(p, static)
-        return batch_loss(m, batch, loss_fn, task.temperature)
+        return task.loss(eqx.combine(p, static), batch, loss_fn)
 
     v = jax.tree_util.tree_map(jnp.negative, jax.grad(loss_of)(params))
     x, dx = jax.jvp(lambda p: eqx.combine(p, static).concept_embeddings(), (params,), (v,))

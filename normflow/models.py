@@ -13,6 +13,8 @@ table the contexts are data (fixed unit vectors), so the only parameter is the t
 
 from __future__ import annotations
 
+import abc
+import functools
 import math
 
 import equinox as eqx
@@ -20,15 +22,37 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-__all__ = ["EmbeddingTable", "ConceptMLP", "DualEncoder", "is_free_table"]
+__all__ = ["AbstractEmbeddingModel", "EmbeddingTable", "ConceptMLP", "DualEncoder", "is_free_table"]
 
 
+class AbstractEmbeddingModel(eqx.Module):
+    """A contrastive embedding model: what the engines train and the lab measures.
+
+    Its trainable parameters are its inexact arrays (``eqx.is_inexact_array``); the loss of a
+    batch is :meth:`normflow.tasks.AbstractTask.loss`, on ``embed_concepts`` against
+    ``embed_contexts``; the norms the lab records are those of ``concept_embeddings``.
+    """
+
+    @abc.abstractmethod
+    def embed_concepts(self, ids: Int[Array, " B"]) -> Float[Array, "B d"]:
+        """Embeddings of the concepts ``ids`` of a batch."""
+
+    @abc.abstractmethod
+    def concept_embeddings(self) -> Float[Array, "N d"]:
+        """Every concept's embedding (row ``i`` = concept ``i``)."""
+
+    @abc.abstractmethod
+    def embed_contexts(self, contexts: Float[Array, "B c"]) -> Float[Array, "B d"]:
+        """The context side of the contrastive pairs."""
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 4))  # one compile, not one per eager op
 def _random_rows(key, n, d, norm, dtype):
     v = jax.random.normal(key, (n, d), dtype=dtype)
     return norm * v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True))
 
 
-class EmbeddingTable(eqx.Module):
+class EmbeddingTable(AbstractEmbeddingModel):
     """One free vector per concept: ``x_i = weight[i]`` (the clean case of docs/theory.md §2–8).
 
     Rows start in uniformly random directions with norm ``init_norm``.
@@ -49,7 +73,7 @@ class EmbeddingTable(eqx.Module):
         return contexts
 
 
-class ConceptMLP(eqx.Module):
+class ConceptMLP(AbstractEmbeddingModel):
     """Concept table followed by a shared MLP encoder: ``x(a) = f_θ(table[a])`` (docs/theory.md §9).
 
     The shared MLP couples concepts through the NTK ``K(a,b) = J(a)J(b)ᵀ``, so gradient flow
@@ -85,7 +109,7 @@ class ConceptMLP(eqx.Module):
         return contexts
 
 
-class DualEncoder(eqx.Module):
+class DualEncoder(AbstractEmbeddingModel):
     """CLIP-like dual encoder: a concept tower (table + MLP) and a context tower (MLP).
 
     Both towers output ``dim``-vectors; the loss sees only their cosines, so the norms of

@@ -117,5 +117,6 @@ def hinge_fit(
         rss = float(np.sum((a @ coef - ly) ** 2))
         if best is None or rss < best[0]:
             best = (rss, b, coef)
+    assert best is not None  # the grid of hinges is not empty
     rss, b, (c0, c1, c2) = best
     return HingeFit(float(10**b), float(c1), float(c2), float(c0), rss, int(n))

@@ -137,7 +137,7 @@ def _config_count(values: dict[str, Any], seeds, keys) -> int:
     return n
 
 
-def _key_data(n: int, seeds, keys) -> tuple[np.ndarray, str]:
+def _key_data(n: int, seeds, keys) -> tuple[np.ndarray, Any]:
     """Per-config raw key data ``[n, ...]`` and the PRNG implementation name."""
     if seeds is not None:
         k = jax.vmap(jax.random.key)(jnp.asarray(np.broadcast_to(np.asarray(seeds), (n,))))

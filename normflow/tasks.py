@@ -14,8 +14,11 @@ docs/theory.md §1's ``p_i``) is ``frequency_i = 1 - (1 - weights_i)^batch_size`
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
+
+import abc
 
 import equinox as eqx
 import jax
@@ -23,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-__all__ = ["Batch", "HierarchicalTask", "FlatTask", "zipf_weights"]
+from .losses import batch_loss
+
+__all__ = ["AbstractTask", "Batch", "HierarchicalTask", "FlatTask", "FULL_BATCH_FOLD", "zipf_weights"]
 
 
 class Batch(eqx.Module):
@@ -31,6 +36,49 @@ class Batch(eqx.Module):
 
     concepts: Int[Array, " B"]
     contexts: Float[Array, "B dim"]
+
+
+FULL_BATCH_FOLD = 2**31 - 1  # the full batch's key: fold_in(data key, this), apart from every step's fold_in(k)
+
+
+class AbstractTask(eqx.Module):
+    """What the engines need of a task (``train``, ``sweep``, the flows, the measurements).
+
+    A subclass holds arrays only (so it can be passed into ``jit``/``vmap``) and provides
+    ``sample``, ``num_concepts``, ``dim``, ``dtype`` and a 0-d ``temperature``. The loss of a
+    batch and the full batch of a run are defined here, once, for every task.
+    """
+
+    temperature: eqx.AbstractVar[Float[Array, ""]]
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
+        """``batch_size`` (concept id, context) pairs, deterministic given ``key``."""
+
+    @property
+    @abc.abstractmethod
+    def num_concepts(self) -> int:
+        """Number of concepts ``N`` (rows of the concept embeddings)."""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Dimension of a context as the task emits it."""
+
+    @property
+    @abc.abstractmethod
+    def dtype(self):
+        """Float dtype of the task's arrays (and of the default model)."""
+
+    def loss(self, model, batch: Batch, loss_fn) -> Float[Array, ""]:
+        """The loss of one minibatch under ``model``: the one closure every engine
+        differentiates (:func:`normflow.losses.batch_loss` at this task's temperature)."""
+        return batch_loss(model, batch, loss_fn, self.temperature)
+
+    def full_batch(self, data_key: PRNGKeyArray, n_samples: int) -> Batch:
+        """The fixed ``n_samples`` set of a run whose data key is ``data_key``: the lab's one
+        convention, the same set for ``gd`` in ``train``/``sweep`` and for the flows."""
+        return self.sample(jax.random.fold_in(data_key, FULL_BATCH_FOLD), n_samples)
 
 
 def _normalize(v: Float[Array, "... d"]) -> Float[Array, "... d"]:
@@ -66,7 +114,7 @@ def _count_at_most(cdf: Float[Array, " N"], u: Float[Array, " B"]) -> Int[Array,
     return (whole * m + inside).astype(jnp.int32)
 
 
-class _Task(eqx.Module):
+class _Task(AbstractTask):
     """Shared sampling: concept ids from ``weights``, a context from the concept's leaves."""
 
     weights: Float[Array, " N"]
@@ -129,11 +177,13 @@ class _Task(eqx.Module):
 
     def context_mean(self) -> Float[Array, "N dim"]:
         """Mean direction of each concept's leaves (noise-free context mean, not normalised)."""
-        cs = jnp.cumsum(
-            jnp.concatenate([jnp.zeros((1, self.dim), self.dtype), self.leaf_centers]), axis=0
-        )
-        total = cs[self.leaf_lo + self.leaf_count] - cs[self.leaf_lo]
-        return total / self.leaf_count[:, None].astype(self.dtype)
+        return _context_mean(self.leaf_centers, self.leaf_lo, self.leaf_count)
+
+
+def _context_mean(leaf_centers, leaf_lo, leaf_count):
+    cs = jnp.cumsum(jnp.concatenate([jnp.zeros((1, leaf_centers.shape[1]), leaf_centers.dtype), leaf_centers]), axis=0)
+    total = cs[leaf_lo + leaf_count] - cs[leaf_lo]
+    return total / leaf_count[:, None].astype(leaf_centers.dtype)
 
 
 class HierarchicalTask(_Task):
@@ -177,41 +227,21 @@ class HierarchicalTask(_Task):
             raise ValueError(f"level_spread needs {depth} entries, got {len(level_spread)}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        keys = jax.random.split(key, depth + 1)
-        # Level sizes and directions, top-down.
-        dirs = [_normalize(jax.random.normal(keys[0], (branching, dim), dtype=dtype))]
-        for lvl in range(1, depth):
-            parent = jnp.repeat(dirs[-1], branching, axis=0)
-            g = jax.random.normal(keys[lvl], parent.shape, dtype=dtype) / math.sqrt(dim)
-            dirs.append(_normalize(parent + level_spread[lvl] * g))
-        n_leaves = branching**depth
-        sizes = [branching ** (lvl + 1) for lvl in range(depth)]
+        if frequency not in ("uniform", "zipf"):
+            raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
         # Node j at level l covers leaves [j * b^(depth-1-l), (j+1) * b^(depth-1-l)).
-        lo, cnt, lv = [], [], []
-        for lvl, n in enumerate(sizes):
-            span = branching ** (depth - 1 - lvl)
-            lo.append(np.arange(n) * span)
-            cnt.append(np.full(n, span))
-            lv.append(np.full(n, lvl))
-        n_concepts = sum(sizes)
-        self.leaf_centers = dirs[-1]
-        self.leaf_lo = jnp.asarray(np.concatenate(lo), dtype=jnp.int32)
-        self.leaf_count = jnp.asarray(np.concatenate(cnt), dtype=jnp.int32)
-        self.depth = jnp.asarray(np.concatenate(lv), dtype=jnp.int32)
+        sizes = [branching ** (lvl + 1) for lvl in range(depth)]
+        spans = [branching ** (depth - 1 - lvl) for lvl in range(depth)]
+        self.leaf_lo = jnp.asarray(np.concatenate([np.arange(n) * sp for n, sp in zip(sizes, spans)]), jnp.int32)
+        self.leaf_count = jnp.asarray(np.concatenate([np.full(n, sp) for n, sp in zip(sizes, spans)]), jnp.int32)
+        self.depth = jnp.asarray(np.concatenate([np.full(n, lvl) for lvl, n in enumerate(sizes)]), jnp.int32)
         self.context_noise = jnp.asarray(context_noise, dtype)
         self.temperature = jnp.asarray(temperature, dtype)
-        if frequency == "uniform":
-            w = zipf_weights(n_concepts, 0.0, dtype)
-        elif frequency == "zipf":
-            # Zipf over a random ranking of the concepts (frequency independent of depth).
-            perm = jax.random.permutation(keys[depth], n_concepts)
-            w = zipf_weights(n_concepts, zipf_exponent, dtype)[jnp.argsort(perm)]
-        else:
-            raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
-        self.weights = w
-        mean = self.context_mean()
-        self.spread = 1.0 - jnp.sum(mean * mean, axis=-1)
-        assert n_leaves == self.leaf_centers.shape[0]
+        self.leaf_centers, self.weights, self.spread = _hierarchy_arrays(
+            key, self.leaf_lo, self.leaf_count, depth=depth, branching=branching, dim=dim,
+            level_spread=tuple(level_spread), zipf_exponent=zipf_exponent if frequency == "zipf" else None,
+            dtype=dtype)
+        assert branching**depth == self.leaf_centers.shape[0]
 
     @property
     def num_levels(self) -> int:
@@ -251,24 +281,59 @@ class FlatTask(_Task):
             )
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        k_c, k_s, k_l, k_p = jax.random.split(key, 4)
-        centers = _normalize(jax.random.normal(k_c, (num_concepts, dim), dtype=dtype))
-        lo_s, hi_s = spread_range
-        scale = jax.random.uniform(k_s, (num_concepts,), dtype=dtype, minval=lo_s, maxval=hi_s)
-        g = jax.random.normal(k_l, (num_concepts, leaves_per_concept, dim), dtype=dtype)
-        leaves = _normalize(centers[:, None, :] + scale[:, None, None] * g / math.sqrt(dim))
-        self.leaf_centers = leaves.reshape(num_concepts * leaves_per_concept, dim)
+        if frequency not in ("uniform", "zipf"):
+            raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
         self.leaf_lo = jnp.arange(num_concepts, dtype=jnp.int32) * leaves_per_concept
         self.leaf_count = jnp.full((num_concepts,), leaves_per_concept, dtype=jnp.int32)
         self.context_noise = jnp.asarray(context_noise, dtype)
         self.temperature = jnp.asarray(temperature, dtype)
-        if frequency == "uniform":
-            self.weights = zipf_weights(num_concepts, 0.0, dtype)
-        elif frequency == "zipf":
-            perm = jax.random.permutation(k_p, num_concepts)
-            self.weights = zipf_weights(num_concepts, zipf_exponent, dtype)[jnp.argsort(perm)]
-        else:
-            raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
-        self.spread_scale = scale
-        mean = self.context_mean()
-        self.spread = 1.0 - jnp.sum(mean * mean, axis=-1)
+        self.leaf_centers, self.weights, self.spread, self.spread_scale = _flat_arrays(
+            key, self.leaf_lo, self.leaf_count, num_concepts=num_concepts, dim=dim,
+            spread_range=tuple(float(v) for v in spread_range), leaves_per_concept=leaves_per_concept,
+            zipf_exponent=zipf_exponent if frequency == "zipf" else None, dtype=dtype)
+
+
+# The tasks' arrays are built by one compiled program each (not op by op: on a CPU each eager
+# op is a compile of its own, ~50 ms), from the same random draws in the same order.
+
+
+def _ranked_weights(key, n, zipf_exponent, dtype):
+    """Uniform weights (``zipf_exponent`` None), or Zipf over a random ranking of the concepts
+    (frequency independent of specificity)."""
+    if zipf_exponent is None:
+        return zipf_weights(n, 0.0, dtype)
+    perm = jax.random.permutation(key, n)
+    return zipf_weights(n, zipf_exponent, dtype)[jnp.argsort(perm)]
+
+
+def _spread(leaf_centers, leaf_lo, leaf_count):
+    mean = _context_mean(leaf_centers, leaf_lo, leaf_count)
+    return 1.0 - jnp.sum(mean * mean, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "branching", "dim", "level_spread", "zipf_exponent", "dtype"))
+def _hierarchy_arrays(key, leaf_lo, leaf_count, *, depth, branching, dim, level_spread, zipf_exponent, dtype):
+    keys = jax.random.split(key, depth + 1)
+    # Level directions, top-down.
+    dirs = _normalize(jax.random.normal(keys[0], (branching, dim), dtype=dtype))
+    for lvl in range(1, depth):
+        parent = jnp.repeat(dirs, branching, axis=0)
+        g = jax.random.normal(keys[lvl], parent.shape, dtype=dtype) / math.sqrt(dim)
+        dirs = _normalize(parent + level_spread[lvl] * g)
+    weights = _ranked_weights(keys[depth], leaf_lo.shape[0], zipf_exponent, dtype)
+    return dirs, weights, _spread(dirs, leaf_lo, leaf_count)
+
+
+@functools.partial(jax.jit, static_argnames=("num_concepts", "dim", "spread_range", "leaves_per_concept",
+                                             "zipf_exponent", "dtype"))
+def _flat_arrays(key, leaf_lo, leaf_count, *, num_concepts, dim, spread_range, leaves_per_concept, zipf_exponent,
+                 dtype):
+    k_c, k_s, k_l, k_p = jax.random.split(key, 4)
+    centers = _normalize(jax.random.normal(k_c, (num_concepts, dim), dtype=dtype))
+    lo_s, hi_s = spread_range
+    scale = jax.random.uniform(k_s, (num_concepts,), dtype=dtype, minval=lo_s, maxval=hi_s)
+    g = jax.random.normal(k_l, (num_concepts, leaves_per_concept, dim), dtype=dtype)
+    leaves = _normalize(centers[:, None, :] + scale[:, None, None] * g / math.sqrt(dim))
+    leaf_centers = leaves.reshape(num_concepts * leaves_per_concept, dim)
+    weights = _ranked_weights(k_p, num_concepts, zipf_exponent, dtype)
+    return leaf_centers, weights, _spread(leaf_centers, leaf_lo, leaf_count), scale

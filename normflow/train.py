@@ -40,7 +40,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from .losses import batch_loss, get_loss
+from .losses import get_loss
 from .measure import split_update
 from .models import EmbeddingTable
 from .optimizers import Hyper, WarmupCosine, check_optimizer_args, is_schedule, is_transformation, make_optimizer
@@ -60,13 +60,10 @@ def full_batch(task, key: PRNGKeyArray, n_samples: int) -> Batch:
     return task.sample(key, n_samples)
 
 
-FULL_BATCH_FOLD = 2**31 - 1  # the full batch's key: fold_in(data key, this), apart from every step's fold_in(k)
-
-
 def full_batch_of(task, data_key: PRNGKeyArray, n_samples: int) -> Batch:
-    """The full batch of a run whose data key is ``data_key`` (the lab's one convention: the same
-    set for ``gd`` in ``train``/``sweep`` and for the flows of the same key)."""
-    return full_batch(task, jax.random.fold_in(data_key, FULL_BATCH_FOLD), n_samples)
+    """The full batch of a run whose data key is ``data_key``: ``task.full_batch`` (the lab's one
+    convention, :meth:`normflow.tasks.AbstractTask.full_batch`)."""
+    return task.full_batch(data_key, n_samples)
 
 
 def _split_keys(key):
@@ -126,11 +123,9 @@ def run_chunk(
     """
     opt = make_optimizer(optimizer, hyper)
     lr, wd = hyper.lr, hyper.weight_decay
-    temperature = task.temperature
 
     def loss_of(params, batch):
-        m = eqx.combine(params, static)
-        return batch_loss(m, batch, loss_fn, temperature)
+        return task.loss(eqx.combine(params, static), batch, loss_fn)
 
     def concepts_of(params):
         return eqx.combine(params, static).concept_embeddings()
@@ -160,10 +155,7 @@ def run_chunk(
         )
         return new, loss
 
-    def record(st: TrainState, k):
-        x0 = concepts_of(st.params)
-        new, loss = step(st, k)
-        x1 = concepts_of(new.params)
+    def measure(x0, x1, k):
         if is_schedule(lr):
             # u of this step's η_k: x' = (1-η_kλ)x - η_k u; a step with η_k = 0 records u = 0
             eta = jnp.asarray(lr(k), x0.dtype)
@@ -173,24 +165,30 @@ def run_chunk(
             u = ((1.0 - lr * wd) * x0 - x1) / lr
         u_r, ang, u_sq = split_update(x0, u)
         norms = jnp.sqrt(jnp.sum(x1 * x1, axis=-1))
-        return new, (norms, u_r, ang, u_sq, loss)
+        return norms, u_r, ang, u_sq
 
     def body(st, xs):
+        # One loop of n plain steps and, when the entry is active, the recorded step k_rec: the
+        # step is traced once (compile time), and the embeddings before the last step ride in
+        # the carry, so the recorded step is measured without a second copy of it.
         k_rec, n, act = xs
         start = k_rec - n
-        st = jax.lax.fori_loop(0, n, lambda i, s: step(s, start + i)[0], st)
-        return jax.lax.cond(act, record, _skip_record(concepts_of), st, k_rec)
+        x_init = concepts_of(st.params)
+        loss_init = jnp.zeros((), x_init.dtype)
+
+        def one(i, carry):
+            s, _, _ = carry
+            x_before = concepts_of(s.params)
+            s, loss = step(s, start + i)
+            return s, x_before, loss.astype(x_init.dtype)
+
+        st, x0, loss = jax.lax.fori_loop(0, n + act.astype(n.dtype), one, (st, x_init, loss_init))
+        rec = measure(x0, concepts_of(st.params), k_rec)
+        zero = jnp.zeros_like(rec[0])
+        rec = tuple(jnp.where(act, r, zero) for r in rec)
+        return st, (*rec, jnp.where(act, loss, 0))
 
     return jax.lax.scan(body, state, (record_at, n_plain, active))
-
-
-def _skip_record(concepts_of):
-    def skip(st, k):
-        x = concepts_of(st.params)
-        z = jnp.zeros(x.shape[0], x.dtype)
-        return st, (z, z, z, z, jnp.zeros((), x.dtype))
-
-    return skip
 
 
 def simulate(
@@ -228,8 +226,7 @@ def lr_times(lr, save_steps, dtype) -> Array:
     """Training time ``t_k`` at the recorded steps ``k``: ``η·k`` for a constant ``lr``, else
     ``Σ_{j<k} η_j`` (docs/theory.md §13), summed segment by segment between recorded steps
     (a ``lax.scan`` of ``fori_loop``'s: memory ``O(saves)``, not ``O(steps)``)."""
-    s = np.asarray(save_steps)
-    steps = jnp.asarray(s, jnp.int32)
+    steps = jnp.asarray(save_steps, jnp.int32)
     if not is_schedule(lr):
         return lr * steps.astype(dtype)
 
@@ -341,7 +338,7 @@ def train(
         # the lab's schedule is traced (its fields become arrays); any other callable is static
         hyper = hyper._replace(lr=lr.astype(task.dtype) if isinstance(lr, WarmupCosine) else lr)
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = init_state(model, optimizer, hyper)
+    state = _init_state_compiled(model, optimizer, hyper)
     fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding)
     # Split the recorded steps into chunks, each padded to the longest (padding keeps one compile).
     m = len(s) - 1
@@ -368,7 +365,13 @@ def train(
         if callback is not None:
             callback(int(s[hi]), eqx.combine(state.params, static))
     out = [jnp.concatenate(parts, axis=0)[:m] for parts in zip(*outs)]
-    return _assemble(s, hyper.lr, model.concept_embeddings(), *out, state, static)
+    return _assemble_compiled(jnp.asarray(s, jnp.int32), hyper.lr, model.concept_embeddings(), *out, state, static)
+
+
+# train's set-up and assembly as one compiled program each: on a CPU every eager op is a
+# compile of its own (~50 ms), and a train call would otherwise spend seconds on a dozen of them.
+_init_state_compiled = eqx.filter_jit(init_state)
+_assemble_compiled = eqx.filter_jit(_assemble)
 
 
 def _chunk_bounds(chunks, s: np.ndarray) -> np.ndarray:

@@ -13,6 +13,11 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = (
     os.path.join(tempfile.gettempdir(), f"normflow-jax-cache-{_RUN}") if _RUN else tempfile.mkdtemp(prefix="normflow-jax-cache-")
 )
 
+# Cache every compiled program, however quick to compile: on a 2-core CPU an eager op costs
+# ~50 ms to compile and the workers and sims compile the same ones again and again (JAX's
+# default caches only programs that took over a second).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -42,3 +47,15 @@ def run_sim_in_process(name: str, argv: list[str], capsys, prog: str | None = No
     rc = cli.run_main(mod.main, argv, prog=prog or f"{name}.py")
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+# The files that take longest on 2 cores (the quick sims they run, the notebooks), first: xdist
+# hands whole files to the workers in collection order (--dist loadfile), so the long ones start
+# at once and the short ones fill in at the end, instead of one worker finishing a long file alone.
+_LONG_FIRST = ("test_sims_sweeps", "test_sims_network", "test_schedule", "test_cli", "test_retrieval_sim",
+               "test_notebooks", "test_sweep", "test_devices", "test_theory_vs_sim", "test_train", "test_tasks")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: order within a file kept

@@ -15,3 +15,19 @@ def test_ruff_is_clean():
     r = subprocess.run([ruff, "check", "--no-cache", "normflow", "sims", "tests", "docs", "notebooks", "benchmarks"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def _tool(name):
+    exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert exe, f"{name} is a test dependency (pip install -e '.[test]')"
+    return exe
+
+
+def test_type_check_is_clean():
+    """``ty check`` (a static type checker; rules in pyproject.toml's [tool.ty.rules]) reports no
+    error in the package."""
+    r = subprocess.run([_tool("ty"), "check", "--python", sys.prefix, "--output-format", "concise",
+                        "--exit-zero-on-warning"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stdout.splitlines() if "error[" in line]
+    assert r.returncode == 0 and not errors, "\n".join(errors[:40]) + r.stderr[-2000:]

@@ -200,9 +200,9 @@ def test_traced_exponent_zero_weighting_is_exact_under_jit_and_vmap():
     cos = retrieval.norm_weighted_scores(q, d)
     qn, dn = jnp.linalg.norm(q, axis=-1), jnp.linalg.norm(d, axis=-1)
     qn = qn.at[0].set(0.0).at[1].set(jnp.inf)  # pow(0, 0) = pow(inf, 0) = 1 too
-    w = jax.jit(retrieval._weight)
+    w = jax.jit(retrieval._metrics._weight)
     np.testing.assert_array_equal(w(cos, qn, dn, _f64(0.0), _f64(0.0)), cos)
-    grid = jax.jit(jax.vmap(lambda a: retrieval._weight(cos, qn, dn, a, a)))(_f64([-1.0, 0.0, 2.0]))
+    grid = jax.jit(jax.vmap(lambda a: retrieval._metrics._weight(cos, qn, dn, a, a)))(_f64([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(grid[1], cos)
     for dtype in (jnp.float32, jnp.bfloat16):
         c = cos.astype(dtype)

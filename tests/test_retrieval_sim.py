@@ -1,4 +1,4 @@
-"""The retrieval benchmark builder (normflow.benchmark) and sims/retrieval.py (issue 7).
+"""The retrieval benchmark builder (normflow.retrieval) and sims/retrieval.py (issue 7).
 
 Relevance is checked against an independent construction of the tree (parent pointers from the
 task's level-by-level numbering), not against the leaf-range formula the builder uses.
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import normflow as nf
-from normflow import benchmark as bm
+
 from normflow import retrieval
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "sims" / "retrieval.py"
@@ -48,7 +49,7 @@ def tree():
 @pytest.mark.parametrize("hubs", [True, False])
 def test_relevance_iff_doc_below_query(tree, hubs):
     task, anc = tree
-    corpus = bm.RetrievalCorpus(task, key=jax.random.key(2), docs_per_leaf=2, docs_per_node=1, hubs=hubs)
+    corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(2), docs_per_leaf=2, docs_per_node=1, hubs=hubs)
     depth = np.asarray(task.depth)
     n_leaves, n_inner = int((depth == 2).sum()), int((depth < 2).sum())
     assert corpus.num_docs == 2 * n_leaves + 1 * n_inner == 2 * 27 + 12
@@ -79,7 +80,7 @@ def test_relevance_iff_doc_below_query(tree, hubs):
 
 def test_sampler_draws_cooccurring_pairs_and_uniform_documents(tree):
     task, _ = tree
-    corpus = bm.RetrievalCorpus(task, key=jax.random.key(3), docs_per_leaf=2, docs_per_node=2)
+    corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(3), docs_per_leaf=2, docs_per_node=2)
     c, d = corpus.sample_ids(jax.random.key(4), 2048)
     c2, d2 = corpus.sample_ids(jax.random.key(4), 2048)
     np.testing.assert_array_equal(c, c2)
@@ -91,18 +92,18 @@ def test_sampler_draws_cooccurring_pairs_and_uniform_documents(tree):
     assert np.sum((counts - expected) ** 2 / expected) < 150
     batch = corpus.sample(jax.random.key(4), 8)
     np.testing.assert_array_equal(np.argmax(np.asarray(batch.contexts), axis=1), np.asarray(d[:8]))
-    ctx = bm.RetrievalCorpus(task, key=jax.random.key(3), docs_per_leaf=2, docs_per_node=2, encoding="context")
+    ctx = retrieval.RetrievalCorpus(task, key=jax.random.key(3), docs_per_leaf=2, docs_per_node=2, encoding="context")
     np.testing.assert_array_equal(ctx.sample(jax.random.key(4), 8).contexts, corpus.contexts[d[:8]])
 
 
 def test_document_tables_rows_are_documents_and_source_frequency(tree):
     task, _ = tree
-    corpus = bm.RetrievalCorpus(task, key=jax.random.key(5), docs_per_leaf=2, docs_per_node=1)
-    model = bm.DocumentTables(corpus.num_concepts, corpus.num_docs, 8, key=jax.random.key(6), dtype=jnp.float64)
+    corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(5), docs_per_leaf=2, docs_per_node=1)
+    model = retrieval.DocumentTables(corpus.num_concepts, corpus.num_docs, 8, key=jax.random.key(6), dtype=jnp.float64)
     ids = jnp.asarray([3, 0, 3, 65])
     np.testing.assert_array_equal(model.embed_contexts(corpus.inputs(ids)), model.docs[ids])
-    np.testing.assert_array_equal(bm.document_embeddings(model, corpus), model.docs)
-    se = bm.document_source_energy(model, corpus, key=jax.random.key(7), batch_size=16, num_batches=400)
+    np.testing.assert_array_equal(retrieval.document_embeddings(model, corpus), model.docs)
+    se = retrieval.document_source_energy(model, corpus, key=jax.random.key(7), batch_size=16, num_batches=400)
     # Documents are drawn uniformly: p = 1 - (1 - 1/D)^B for every document.
     p_true = 1 - (1 - 1 / corpus.num_docs) ** 16
     assert float(jnp.mean(se.p)) == pytest.approx(p_true, rel=0.03)
@@ -111,13 +112,13 @@ def test_document_tables_rows_are_documents_and_source_frequency(tree):
 
 def test_evaluate_alpha_zero_is_cosine_and_depth_means(tree):
     task, _ = tree
-    corpus = bm.RetrievalCorpus(task, key=jax.random.key(8), docs_per_leaf=2, docs_per_node=1)
-    model = bm.DocumentTables(corpus.num_concepts, corpus.num_docs, 8, key=jax.random.key(9), dtype=jnp.float64)
+    corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(8), docs_per_leaf=2, docs_per_node=1)
+    model = retrieval.DocumentTables(corpus.num_concepts, corpus.num_docs, 8, key=jax.random.key(9), dtype=jnp.float64)
     # Give the documents unequal norms so α matters.
     scale = jnp.exp(jax.random.normal(jax.random.key(12), (corpus.num_docs, 1), jnp.float64))
     model = eqx.tree_at(lambda m: m.docs, model, model.docs * scale)
-    alphas = bm.alpha_grid(-1.0, 1.0, 0.5)
-    ev = bm.evaluate(model, corpus, alphas, k=5)
+    alphas = retrieval.alpha_grid(-1.0, 1.0, 0.5)
+    ev = retrieval.evaluate(model, corpus, alphas, k=5)
     i0 = int(np.flatnonzero(alphas == 0.0)[0])
     cos = retrieval.ndcg_at_k(retrieval.norm_weighted_scores(model.concepts, model.docs), corpus.relevance, 5)
     np.testing.assert_allclose(ev.curve.per_query[i0], cos, atol=1e-12)
@@ -128,17 +129,17 @@ def test_evaluate_alpha_zero_is_cosine_and_depth_means(tree):
 
 
 def test_alpha_grid_and_best_alpha():
-    a = bm.alpha_grid(-2.0, 2.0, 0.1)
+    a = retrieval.alpha_grid(-2.0, 2.0, 0.1)
     assert a.size == 41 and a[0] == pytest.approx(-2.0) and a[-1] == pytest.approx(2.0)
     assert np.count_nonzero(a == 0.0) == 1
     alphas = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
-    norm, best, gain = bm.best_alpha(alphas, [0.6, 0.6, 0.5, 0.55, 0.6])
+    norm, best, gain = retrieval.best_alpha(alphas, [0.6, 0.6, 0.5, 0.55, 0.6])
     assert norm[2] == 1.0
     assert best == -0.5 and gain == pytest.approx(0.2)  # tie between -1, -0.5, 1: the α closest to 0 (then first)
-    norm, best, gain = bm.best_alpha(alphas, [0.4, 0.45, 0.5, 0.5, 0.3])
+    norm, best, gain = retrieval.best_alpha(alphas, [0.4, 0.45, 0.5, 0.5, 0.3])
     assert best == 0.0 and gain == 0.0  # a plateau through 0 picks 0
     with pytest.raises(ValueError):
-        bm.best_alpha([-1.0, 1.0], [0.5, 0.5])
+        retrieval.best_alpha([-1.0, 1.0], [0.5, 0.5])
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,16 +203,16 @@ def test_sim_quick_writes_curves(tmp_path):
 
 def test_dual_encoder_documents_go_through_the_context_tower(tree):
     task, _ = tree
-    corpus = bm.RetrievalCorpus(task, key=jax.random.key(13), docs_per_leaf=2, docs_per_node=1, encoding="context")
+    corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(13), docs_per_leaf=2, docs_per_node=1, encoding="context")
     model = nf.DualEncoder(corpus.num_concepts, 8, key=jax.random.key(14), dtype=jnp.float64)
-    d = bm.document_embeddings(model, corpus)
+    d = retrieval.document_embeddings(model, corpus)
     np.testing.assert_allclose(d, jax.vmap(model.context_tower)(corpus.contexts), rtol=1e-12)
-    alphas = bm.alpha_grid(-1.0, 1.0, 0.5)  # the grid of the test above: same compiled program
-    ev = bm.evaluate(model, corpus, alphas, k=5)
+    alphas = retrieval.alpha_grid(-1.0, 1.0, 0.5)  # the grid of the test above: same compiled program
+    ev = retrieval.evaluate(model, corpus, alphas, k=5)
     assert ev.per_depth.shape == (3, 5) and bool(jnp.all(jnp.isfinite(ev.per_depth)))
-    null = bm.shuffled_norm_gains(model, corpus, alphas, key=jax.random.key(15), k=5, num=3)
+    null = retrieval.shuffled_norm_gains(model, corpus, alphas, key=jax.random.key(15), k=5, num=3)
     assert null.shape == (3,) and np.all(null >= 0)  # the best gain includes α = 0, so it is >= 0
-    fp = np.asarray(bm.cosine_false_positives(model, corpus, k=10))
+    fp = np.asarray(retrieval.cosine_false_positives(model, corpus, k=10))
     # Each query's top 10 minus its relevant hits; the counts add up over documents.
     top = np.argsort(-np.asarray(retrieval.norm_weighted_scores(model.concept_embeddings(), d)), axis=1, kind="stable")[:, :10]
     assert fp.sum() == int((np.take_along_axis(np.asarray(corpus.relevance), top, axis=1) == 0).sum())

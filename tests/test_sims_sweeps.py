@@ -17,6 +17,7 @@ import pytest
 
 from normflow import stats
 
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

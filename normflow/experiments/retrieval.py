@@ -4,7 +4,7 @@
     python sims/retrieval.py                          # sgd+decay, sgd, adam, adamw; table and dual
     python sims/retrieval.py --optimizer adamw --weight-decay 0.1 --encoder table
 
-Builds :class:`normflow.benchmark.RetrievalCorpus` on a concept tree (queries: the concepts at
+Builds :class:`normflow.retrieval.RetrievalCorpus` on a concept tree (queries: the concepts at
 every depth; documents: contexts attached to leaves and, as generic "hub" documents, to
 internal nodes; relevant = the document's node is below or at the query), trains an encoder
 on its co-occurrence pairs under each optimizer, and sweeps α over a grid. Encoders:
@@ -148,7 +148,7 @@ def main(argv=None):
     cli.cpu_setup()  # one CPU device per core (sweeps spread over them); unrolled Threefry
 
     import normflow as nf
-    from normflow import benchmark as bm
+    from normflow import retrieval as bm
     from normflow import theory as th
 
     t_start = time.time()

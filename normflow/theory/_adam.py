@@ -35,6 +35,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
 from ._context import Context, Prediction, rms_window, window
+from ._core import FloatLike
 from ._momentum import buffer_energy
 
 __all__ = ["adam_moments", "decay_lag_gain", "adam_l2_equilibrium", "adamp_equilibrium", "predict_adam", "predict_adam_l2",
@@ -59,17 +60,9 @@ def _chi2_moments(q):
 
 
 @partial(jax.jit, static_argnames=("kind", "dim"))
-def adam_moments(
-    r0: Float[ArrayLike, " N"],
-    pw2_path: Float[ArrayLike, "T N"],
-    buffer_factor: Float[ArrayLike, "T N"],
-    lrs: Float[ArrayLike, " T"],
-    weight_decay: Float[ArrayLike, ""],
-    b1: Float[ArrayLike, ""],
-    b2: Float[ArrayLike, ""],
-    dim: int,
-    kind: str,
-) -> tuple[Float[Array, "T N"], Float[Array, "T N"]]:
+def adam_moments(r0: Float[ArrayLike, " N"], pw2_path: Float[ArrayLike, "T N"], buffer_factor: Float[ArrayLike, "T N"],
+                 lrs: Float[ArrayLike, " T"], weight_decay: Float[ArrayLike, ""], b1: Float[ArrayLike, ""],
+                 b2: Float[ArrayLike, ""], dim: int, kind: str) -> tuple[Float[Array, "T N"], Float[Array, "T N"]]:
     """Mean-field recursion of the Adam family, step by step (docs/theory.md §8.3–§8.5).
 
     Per concept, before step ``k``: ``X = R_k²``, ``ν`` (the raw EMA of ``E = pW²/X``). With
@@ -142,7 +135,7 @@ def adam_moments(
 
 
 @jax.jit
-def decay_lag_gain(G: Float[ArrayLike, "..."], b1: Float[ArrayLike, ""]) -> Float[Array, "..."]:
+def decay_lag_gain(G: FloatLike, b1: Float[ArrayLike, ""]) -> Float[Array, "..."]:
     """``E|Pu|²/E|N|²`` for Adam+L2 (docs/theory.md §8.4): the tangential update is the noise
     buffer ``N`` plus the tangential part of the decay buffer ``λΣⱼcⱼx_{k-j}/√v``::
 

@@ -19,7 +19,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
+
+from ._core import FloatLike
 
 from ._context import Context, Prediction, rms_window, window
 
@@ -43,10 +45,7 @@ __all__ = [
 
 
 @jax.jit
-def adamw_finite_decay_factor(
-    eta_lambda: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def adamw_finite_decay_factor(eta_lambda: FloatLike, b1: FloatLike) -> Float[Array, "..."]:
     """``F = R*²/(ηd/2λ)`` for AdamW on white sources at finite ηλ (docs/theory.md §8.1).
 
     ``F = (2ηλ/(1-α²)) · (1-β₁)(1+αβ₁)/((1+β₁)(1-αβ₁))``, ``α = 1-ηλ``.
@@ -64,11 +63,7 @@ def adamw_finite_decay_factor(
 
 
 @jax.jit
-def adamw_equilibrium_finite(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
+def adamw_equilibrium_finite(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, b1: FloatLike
 ) -> Float[Array, "..."]:
     """AdamW's rms equilibrium norm on white sources at finite ηλ (docs/theory.md §8.1):
     ``R*² = η²d(1-β₁)(1+αβ₁)/((1-α²)(1+β₁)(1-αβ₁))``, i.e. ``(ηd/2λ)·F``. Returns ``R*``."""
@@ -110,12 +105,7 @@ def _lin_moments(gam, p, alpha, b1):
 
 
 @partial(jax.jit, static_argnames=("iters",))
-def adamw_restoring_gain(
-    mean_fraction: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-    iters: int = 60,
-) -> Float[Array, "..."]:
+def adamw_restoring_gain(mean_fraction: FloatLike, p: FloatLike, b1: FloatLike, iters: int = 60) -> Float[Array, "..."]:
     """The restoring gain ``γ`` of the linear model (docs/theory.md §8.1) whose stationary
     mean-part share ``f_m = |s̄|²/(|s̄|²+V²)`` equals the measured one (bisection in log γ)."""
     dtype = jnp.result_type(mean_fraction, p, b1, float)
@@ -139,11 +129,7 @@ def adamw_restoring_gain(
 
 
 @jax.jit
-def adamw_restoring_factor(
-    eta_lambda: Float[ArrayLike, "..."],
-    mean_fraction: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
+def adamw_restoring_factor(eta_lambda: FloatLike, mean_fraction: FloatLike, p: FloatLike, b1: FloatLike
 ) -> Float[Array, "..."]:
     """Factor on AdamW's ``⟨R²⟩`` from the restoring part of the source (docs/theory.md §8.1).
 
@@ -234,14 +220,8 @@ def _gap_moments(a, p, b1, b2):
 
 
 @jax.jit
-def adamw_frequency_r2(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def adamw_frequency_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b1: FloatLike,
+                       b2: FloatLike) -> Float[Array, "..."]:
     """AdamW's time-averaged ``⟨R²⟩`` for a concept seen with probability ``p`` per step, white
     sources (docs/theory.md §8.2).
 
@@ -265,15 +245,8 @@ def adamw_frequency_r2(
 
 
 @jax.jit
-def adamw_frequency_equilibrium(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
-    mean_fraction: Float[ArrayLike, "..."] = 0.0,
-) -> Float[Array, "..."]:
+def adamw_frequency_equilibrium(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b1: FloatLike,
+                                b2: FloatLike, mean_fraction: FloatLike = 0.0) -> Float[Array, "..."]:
     """AdamW's rms norm at any frequency (docs/theory.md §8.2): ``√(adamw_frequency_r2 ·
     adamw_restoring_factor(ηλ, f_m, p, β₁))``, ``f_m = |s̄|²/W²`` the measured mean part."""
     r2 = adamw_frequency_r2(lr, weight_decay, dim, p, b1, b2)
@@ -281,12 +254,7 @@ def adamw_frequency_equilibrium(
 
 
 @jax.jit
-def adamw_frequency_update_sq(
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
-    eta_lambda: Float[ArrayLike, "..."] = 0.0,
+def adamw_frequency_update_sq(dim: FloatLike, p: FloatLike, b1: FloatLike, b2: FloatLike, eta_lambda: FloatLike = 0.0
 ) -> Float[Array, "..."]:
     """``E|u|²`` per step of AdamW at frequency ``p`` (docs/theory.md §8.2): the own-gradient
     terms ``p d E[Σ_l ((1-β₁)β₁^l z/√y_l)²]`` of the same model as :func:`adamw_frequency_r2`
@@ -309,10 +277,7 @@ _LOG_FLOOR = np.log(1e-13)  # memories below this (in units of the gradient scal
 
 
 @jax.jit
-def adamw_scale_variance(
-    m4: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def adamw_scale_variance(m4: FloatLike, dim: FloatLike) -> Float[Array, "..."]:
     """``Var σ²`` of the per-sighting source scale from the measured ``m4 = E|s|⁴/(E|s|²)²``
     (docs/theory.md §8.2): ``Var σ² = max(m4·d'/(d'+2) - 1, 0)``, ``d' = d-1``.
 
@@ -440,16 +405,8 @@ def _tailed_moments(lr, wd, p, b1, b2, sv, history):
 
 
 @partial(jax.jit, static_argnames=("history",))
-def adamw_tailed_r2(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
-    scale_var: Float[ArrayLike, "..."] = 0.0,
-    history: int = _HISTORY,
-) -> Float[Array, "..."]:
+def adamw_tailed_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b1: FloatLike, b2: FloatLike,
+                    scale_var: FloatLike = 0.0, history: int = _HISTORY) -> Float[Array, "..."]:
     """(8.2) with a random sighting scale (docs/theory.md §8.2, "heavy-tailed sightings").
 
     ``⟨R²⟩ = η² d p E[z² Φ(H + (1-β₂)z²)]``, ``z = σζ``, ``z' = σ'ζ'`` in the memory ``H`` of
@@ -472,15 +429,8 @@ def adamw_tailed_r2(
 
 
 @partial(jax.jit, static_argnames=("history",))
-def adamw_tailed_update_sq(
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b1: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
-    eta_lambda: Float[ArrayLike, "..."] = 0.0,
-    scale_var: Float[ArrayLike, "..."] = 0.0,
-    history: int = _HISTORY,
-) -> Float[Array, "..."]:
+def adamw_tailed_update_sq(dim: FloatLike, p: FloatLike, b1: FloatLike, b2: FloatLike, eta_lambda: FloatLike = 0.0,
+                           scale_var: FloatLike = 0.0, history: int = _HISTORY) -> Float[Array, "..."]:
     """``E|u|²`` per step with a random sighting scale (docs/theory.md §8.2):
     ``p d E[z² Ψ(H + (1-β₂)z²)]``, ``Ψ(y) = Σ_l ((1-β₁)β₁^l)²/(β₂^l y + p(1-β₂^l))``, the same
     law of ``(z, H)`` as :func:`adamw_tailed_r2`; ``scale_var = 0`` is
@@ -510,10 +460,18 @@ def over_p(fn, p, n: int = _P_GRID) -> np.ndarray:
     p = np.asarray(p, float)
     pu, inv = np.unique(p, return_inverse=True)
     if pu.size <= n:
-        return np.asarray(fn(pu), float)[inv].reshape(p.shape)
+        return _padded(fn, pu)[inv].reshape(p.shape)
     grid = np.geomspace(pu[0], pu[-1], max(n, int(np.ceil(_P_PER_DECADE * np.log10(pu[-1] / pu[0]))) + 1))
-    val = np.asarray(fn(grid), float)
+    val = _padded(fn, grid)
     return np.exp(np.interp(np.log(p), np.log(grid), np.log(val)))
+
+
+def _padded(fn, q: np.ndarray) -> np.ndarray:
+    """``fn(q)`` for an element-wise ``fn``, evaluated on ``q`` padded (with its last value) to a
+    power-of-two length ≥ 8: a jitted ``fn`` then compiles once per length bucket, not once per
+    number of distinct p's."""
+    m = max(8, 1 << int(np.ceil(np.log2(max(q.size, 1)))))
+    return np.asarray(fn(np.concatenate([q, np.full(m - q.size, q[-1])])), float)[: q.size]
 
 
 def predict_adamw(ctx: Context) -> Prediction:

@@ -33,6 +33,9 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int
 
+# a hyperparameter or statistic: a Python float or an array of any shape (the formulas broadcast)
+FloatLike = Float[ArrayLike, "..."]
+
 __all__ = [
     "gradient_flow_norm",
     "step_norm_sq",
@@ -96,12 +99,7 @@ def _geom_sum(log_a: Array, k: Array) -> Array:
 
 
 @jax.jit
-def step_norm_sq(
-    r: Float[ArrayLike, "..."],
-    u_radial: Float[ArrayLike, "..."],
-    u_sq: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
+def step_norm_sq(r: FloatLike, u_radial: FloatLike, u_sq: FloatLike, lr: FloatLike, weight_decay: FloatLike
 ) -> Float[Array, "..."]:
     """Squared norm after one optimizer step, exactly (docs/theory.md §2).
 
@@ -118,12 +116,7 @@ def step_norm_sq(
 
 
 @jax.jit
-def gd_norm_step(
-    r: Float[ArrayLike, "..."],
-    grad_sq: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."] = 0.0,
-) -> Float[Array, "..."]:
+def gd_norm_step(r: FloatLike, grad_sq: FloatLike, lr: FloatLike, weight_decay: FloatLike = 0.0) -> Float[Array, "..."]:
     """Norm after one GD step on a scale-invariant loss, exactly (docs/theory.md §2, §4).
 
     The update is the tangent gradient, ``u = ∇ₓL``, so ``u_r = 0`` and §2 gives::
@@ -139,11 +132,7 @@ def gd_norm_step(
 
 
 @jax.jit
-def gradient_flow_norm(
-    r0: Float[ArrayLike, "..."],
-    t: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def gradient_flow_norm(r0: FloatLike, t: FloatLike, weight_decay: FloatLike) -> Float[Array, "..."]:
     """Norm under gradient flow ``dx/dt = -∇L - λx`` at continuous time ``t`` (docs/theory.md §3).
 
     ``∇L ⊥ x`` gives ``dR/dt = -λR``, so ``R(t) = R₀ e^{-λt}`` (constant when ``λ = 0``).
@@ -156,12 +145,7 @@ def gradient_flow_norm(
 
 
 @jax.jit
-def modified_flow_norm(
-    r0: Float[ArrayLike, "..."],
-    source_sq: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    t: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def modified_flow_norm(r0: FloatLike, source_sq: FloatLike, lr: FloatLike, t: FloatLike) -> Float[Array, "..."]:
     """Norm of the GD modified flow at continuous time ``t = ηk`` (docs/theory.md §4).
 
     The modified flow ``dx/dt = -∇L + (η/2)(|∇L|²/R²) x`` has ``dR²/dt = η|∇L|² = η|s̄|²/R²``,
@@ -178,11 +162,7 @@ def modified_flow_norm(
 
 
 @jax.jit
-def angular_step(
-    lr: Float[ArrayLike, "..."],
-    source_norm: Float[ArrayLike, "..."],
-    r: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def angular_step(lr: FloatLike, source_norm: FloatLike, r: FloatLike) -> Float[Array, "..."]:
     """Angular step ``ε = η|s|/R²`` (docs/theory.md §4, §11).
 
     ``|s|`` (``source_norm``) is the source at unit radius, so ``η|∇ₓL|/R = η|s|/R²``; a GD step
@@ -196,10 +176,7 @@ def angular_step(
 
 
 @jax.jit
-def sgd_imprint_path(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lr: Float[ArrayLike, "..."],
+def sgd_imprint_path(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lr: FloatLike
 ) -> Float[Array, "steps ..."]:
     """Norm after every step of the SGD imprint, discrete-sum form (docs/theory.md §5).
 
@@ -217,11 +194,7 @@ def sgd_imprint_path(
 
 
 @jax.jit
-def sgd_imprint(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lr: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def sgd_imprint(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lr: FloatLike) -> Float[Array, "..."]:
     """Final norm ``R_T`` of the SGD imprint for a recorded per-step path (docs/theory.md §5).
 
     ``R⁴_T = R₀⁴ + 2η Σ_{k=0}^{T-1} η pW²_k`` — the integral ``2η ∫₀ᵗ pW² dτ`` in time
@@ -235,11 +208,7 @@ def sgd_imprint(
 
 
 @jax.jit
-def sgd_imprint_const(
-    r0: Float[ArrayLike, "..."],
-    pw2: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    steps: Int[ArrayLike, "..."],
+def sgd_imprint_const(r0: FloatLike, pw2: FloatLike, lr: FloatLike, steps: Int[ArrayLike, "..."]
 ) -> Float[Array, "..."]:
     """SGD imprint for a constant ``pW²`` after ``steps`` steps (docs/theory.md §5).
 
@@ -250,12 +219,8 @@ def sgd_imprint_const(
 
 
 @jax.jit
-def meanfield_norm_path(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."] = 0.0,
-) -> Float[Array, "steps ..."]:
+def meanfield_norm_path(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lr: FloatLike,
+                        weight_decay: FloatLike = 0.0) -> Float[Array, "steps ..."]:
     """Iterate the mean-field squared-norm map of SGD with decay (docs/theory.md §2, §5, §6).
 
     §2 with ``u = g`` (tangent, ``u_r = 0``, ``E|g|² = pW²/R²``) and ``E`` applied to ``R'²``
@@ -285,11 +250,7 @@ def meanfield_norm_path(
 
 
 @partial(jax.jit, static_argnames=("discrete",))
-def sgd_wd_equilibrium(
-    pw2: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    discrete: bool = True,
+def sgd_wd_equilibrium(pw2: FloatLike, lr: FloatLike, weight_decay: FloatLike, discrete: bool = True
 ) -> Float[Array, "..."]:
     """Equilibrium norm ``R*`` of SGD with decoupled weight decay (docs/theory.md §6).
 
@@ -313,13 +274,8 @@ def sgd_wd_equilibrium(
 
 
 @jax.jit
-def sgd_wd_relaxation(
-    r0: Float[ArrayLike, "..."],
-    pw2: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    steps: Int[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def sgd_wd_relaxation(r0: FloatLike, pw2: FloatLike, lr: FloatLike, weight_decay: FloatLike,
+                      steps: Int[ArrayLike, "..."]) -> Float[Array, "..."]:
     """Norm of SGD with decay after ``steps`` steps, constant ``pW²``, continuous form (docs/theory.md §6).
 
     Solution of ``d(R⁴)/dt = 2ηpW² - 4λR⁴`` at ``t = η·steps``::
@@ -336,13 +292,8 @@ def sgd_wd_relaxation(
 
 
 @jax.jit
-def sgd_wd_relaxation_discrete(
-    r0: Float[ArrayLike, "..."],
-    pw2: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    steps: Int[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def sgd_wd_relaxation_discrete(r0: FloatLike, pw2: FloatLike, lr: FloatLike, weight_decay: FloatLike,
+                               steps: Int[ArrayLike, "..."]) -> Float[Array, "..."]:
     """Closed-form leading-order *discrete* relaxation of ``S = R⁴``, constant ``pW²`` (docs/theory.md §6).
 
     Derivation. Square the mean-field map ``R'² = qR² + η²pW²/R²`` (``q = (1-ηλ)²``)::
@@ -373,11 +324,7 @@ def sgd_wd_relaxation_discrete(
 
 
 @jax.jit
-def sgd_wd_imprint(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
+def sgd_wd_imprint(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lr: FloatLike, weight_decay: FloatLike
 ) -> Float[Array, "..."]:
     """Final norm of SGD with decay for a recorded per-step path, discrete-sum form (docs/theory.md §6).
 
@@ -402,11 +349,7 @@ def sgd_wd_imprint(
 
 
 @jax.jit
-def sgd_wd_imprint_path(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
+def sgd_wd_imprint_path(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lr: FloatLike, weight_decay: FloatLike
 ) -> Float[Array, "steps ..."]:
     """``sgd_wd_imprint`` after every step (docs/theory.md §6): ``R_{k+1}`` at index ``k``.
 
@@ -430,21 +373,14 @@ def sgd_wd_imprint_path(
 
 
 @jax.jit
-def relaxation_steps(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def relaxation_steps(lr: FloatLike, weight_decay: FloatLike) -> Float[Array, "..."]:
     """Relaxation time of ``R⁴`` in steps, ``1/(4ηλ)`` (docs/theory.md §6): time ``1/(4λ)`` over ``η``."""
     lr, weight_decay = _promote(lr, weight_decay)
     return 1 / (4 * lr * weight_decay)
 
 
 @jax.jit
-def equilibrium_angular_step(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def equilibrium_angular_step(lr: FloatLike, weight_decay: FloatLike, p: FloatLike) -> Float[Array, "..."]:
     """Angular step per sighting at the SGD+decay equilibrium, ``ε* = sqrt(2ηλ/p)`` (docs/theory.md §6).
 
     From ``ε = η|s|/R²`` with ``|s|² = W²`` and ``R*⁴ = ηpW²/(2λ)``: ``ε*² = 2ηλ/p``.
@@ -457,13 +393,8 @@ def equilibrium_angular_step(
 
 
 @partial(jax.jit, static_argnames=("decoupled",))
-def momentum_equilibrium(
-    pw2: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    momentum: Float[ArrayLike, "..."],
-    decoupled: bool = False,
-) -> Float[Array, "..."]:
+def momentum_equilibrium(pw2: FloatLike, lr: FloatLike, weight_decay: FloatLike, momentum: FloatLike,
+                         decoupled: bool = False) -> Float[Array, "..."]:
     """Leading-order equilibrium norm of heavy-ball SGD (momentum ``β``) with weight decay
     (docs/theory.md §7.1, §7.2), for uncorrelated sources and small ``ηλ``.
 
@@ -488,11 +419,7 @@ def momentum_equilibrium(
 
 
 @jax.jit
-def adamw_equilibrium(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def adamw_equilibrium(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike) -> Float[Array, "..."]:
     """AdamW equilibrium norm for frequently seen concepts (``p ≫ 1-β₂``) (docs/theory.md §8).
 
     ``R*² = η d / (2λ)`` (rotational equilibrium, Kosson et al. 2024); independent of ``W``,
@@ -503,12 +430,7 @@ def adamw_equilibrium(
 
 
 @jax.jit
-def adamw_rare_equilibrium(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
+def adamw_rare_equilibrium(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b2: FloatLike
 ) -> Float[Array, "..."]:
     """AdamW equilibrium norm for rare concepts (``p ≪ 1-β₂``): the first, two-branch conjecture
     (docs/theory.md §8.2 says where it fails; the formula that holds is there).
@@ -522,12 +444,7 @@ def adamw_rare_equilibrium(
 
 
 @jax.jit
-def adamw_equilibrium_by_frequency(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    b2: Float[ArrayLike, "..."],
+def adamw_equilibrium_by_frequency(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b2: FloatLike
 ) -> Float[Array, "..."]:
     """The lab's interpolation of the AdamW equilibrium across frequencies (docs/theory.md §8).
 
@@ -548,12 +465,7 @@ _NEWTON_STEPS = 48
 
 
 @jax.jit
-def balance_norm(
-    drift: Float[ArrayLike, "..."],
-    pw2: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def balance_norm(drift: FloatLike, pw2: FloatLike, lr: FloatLike, weight_decay: FloatLike) -> Float[Array, "..."]:
     """Equilibrium norm of SGD with a first-order radial drift ``D`` (docs/theory.md §9).
 
     Solves ``2λR² = 2RD + ηpW²/R²`` for ``R > 0``, i.e. the quartic

@@ -20,6 +20,8 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
+from ._core import FloatLike
+
 from ._context import Context, Prediction, rms_window, window
 
 __all__ = [
@@ -37,12 +39,7 @@ _KINDS = ("coupled", "decoupled", "projected")
 
 
 @jax.jit
-def buffer_energy(
-    pw2: Float[ArrayLike, "..."],
-    p: Float[ArrayLike, "..."],
-    mean_sq: Float[ArrayLike, "..."],
-    momentum: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def buffer_energy(pw2: FloatLike, p: FloatLike, mean_sq: FloatLike, momentum: FloatLike) -> Float[Array, "..."]:
     """Effective per-step source energy of a heavy-ball buffer in an angular well
     (docs/theory.md §7.0)::
 
@@ -64,13 +61,8 @@ def buffer_energy(
 
 
 @partial(jax.jit, static_argnames=("kind",))
-def heavy_ball_moments(
-    r0: Float[ArrayLike, " N"],
-    energy_path: Float[ArrayLike, "T N"],
-    lrs: Float[ArrayLike, " T"],
-    weight_decay: Float[ArrayLike, ""],
-    momentum: Float[ArrayLike, ""],
-    kind: str,
+def heavy_ball_moments(r0: Float[ArrayLike, " N"], energy_path: Float[ArrayLike, "T N"], lrs: Float[ArrayLike, " T"],
+                       weight_decay: Float[ArrayLike, ""], momentum: Float[ArrayLike, ""], kind: str
 ) -> tuple[Float[Array, "T N"], Float[Array, "T N"]]:
     """Mean-field second moments of heavy ball, step by step (docs/theory.md §7.0, §14).
 
@@ -135,11 +127,7 @@ def heavy_ball_moments(
 
 
 @jax.jit
-def projection_lag(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    momentum: Float[ArrayLike, "..."],
-) -> Float[Array, "..."]:
+def projection_lag(lr: FloatLike, weight_decay: FloatLike, momentum: FloatLike) -> Float[Array, "..."]:
     """``κ = β²(1-q²)/(1-βq)²`` (``q = 1-ηλ``; ``≈ 2ηλβ²/(1-β)²``): the squared angle by which
     sgdp's buffer lags behind ``x`` at equilibrium, ``E(x̂·m)²/E|Pm|²`` (docs/theory.md §7.3).
 
@@ -153,12 +141,7 @@ def projection_lag(
 
 
 @partial(jax.jit, static_argnames=("kind",))
-def heavy_ball_equilibrium(
-    energy: Float[ArrayLike, "..."],
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    momentum: Float[ArrayLike, "..."],
-    kind: str,
+def heavy_ball_equilibrium(energy: FloatLike, lr: FloatLike, weight_decay: FloatLike, momentum: FloatLike, kind: str
 ) -> Float[Array, "..."]:
     """Fixed point ``R*`` of :func:`heavy_ball_moments` for a constant ``E_eff`` (docs/theory.md §7)::
 
@@ -187,11 +170,7 @@ def heavy_ball_equilibrium(
 
 
 @partial(jax.jit, static_argnames=("kind",))
-def heavy_ball_angular_equilibrium(
-    lr: Float[ArrayLike, "..."],
-    weight_decay: Float[ArrayLike, "..."],
-    momentum: Float[ArrayLike, "..."],
-    kind: str,
+def heavy_ball_angular_equilibrium(lr: FloatLike, weight_decay: FloatLike, momentum: FloatLike, kind: str
 ) -> Float[Array, "..."]:
     """Equilibrium rms rotation per step ``θ*`` of heavy ball (docs/theory.md §14), from the
     fixed point of :func:`heavy_ball_moments` (``sin²θ = η²|Pm|²/R²``, every step counts)::

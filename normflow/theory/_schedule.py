@@ -26,18 +26,14 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
-from ._core import _promote, _steps_first
+from ._core import FloatLike, _promote, _steps_first
 
 __all__ = ["meanfield_norm_path_lr", "r2_path_lr", "adam_meanfield_path_lr"]
 
 
 @jax.jit
-def meanfield_norm_path_lr(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lrs: Float[ArrayLike, " steps"],
-    weight_decay: Float[ArrayLike, "..."] = 0.0,
-) -> Float[Array, "steps ..."]:
+def meanfield_norm_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
+                           weight_decay: FloatLike = 0.0) -> Float[Array, "steps ..."]:
     """The SGD-family mean-field map with a per-step learning rate (docs/theory.md §13)::
 
         R²_{k+1} = (1-η_kλ)² R²_k + η_k² pW²_k / R²_k.
@@ -63,12 +59,8 @@ def meanfield_norm_path_lr(
 
 
 @jax.jit
-def r2_path_lr(
-    r0: Float[ArrayLike, "..."],
-    inc_path: Float[ArrayLike, "steps ..."],
-    lrs: Float[ArrayLike, " steps"],
-    weight_decay: Float[ArrayLike, "..."] = 0.0,
-) -> Float[Array, "steps ..."]:
+def r2_path_lr(r0: FloatLike, inc_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
+               weight_decay: FloatLike = 0.0) -> Float[Array, "steps ..."]:
     """The scale-free (Adam-family) squared-norm map with a per-step learning rate
     (docs/theory.md §8, §13)::
 
@@ -94,15 +86,9 @@ def r2_path_lr(
 
 
 @jax.jit
-def adam_meanfield_path_lr(
-    r0: Float[ArrayLike, "..."],
-    pw2_path: Float[ArrayLike, "steps ..."],
-    lrs: Float[ArrayLike, " steps"],
-    weight_decay: Float[ArrayLike, "..."],
-    dim: int | Float[ArrayLike, ""],
-    b2: Float[ArrayLike, ""] = 0.999,
-    eps: Float[ArrayLike, ""] = 1e-8,
-) -> Float[Array, "steps ..."]:
+def adam_meanfield_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
+                           weight_decay: FloatLike, dim: int | Float[ArrayLike, ""], b2: Float[ArrayLike, ""] = 0.999,
+                           eps: Float[ArrayLike, ""] = 1e-8) -> Float[Array, "steps ..."]:
     """AdamW's norm with the lag of the second moment ``v`` (docs/theory.md §13.3)::
 
         e_k  = pW²_k / (d R²_k)                         mean g_i² per coordinate (g = s/R)

@@ -52,9 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .losses import get_loss
-from .retrieval import NDCGCurve, has_relevant, ndcg_curve, norm_weighted_scores, rank
-from .tasks import Batch
+from ..losses import get_loss
+from ._metrics import NDCGCurve, has_relevant, ndcg_curve, norm_weighted_scores, rank
+from ..models import AbstractEmbeddingModel
+from ..tasks import AbstractTask, Batch
 
 __all__ = [
     "below_matrix",
@@ -86,7 +87,7 @@ def below_matrix(task) -> np.ndarray:
     return (lo[None, :] >= lo[:, None]) & (hi[None, :] <= hi[:, None])
 
 
-class RetrievalCorpus(eqx.Module):
+class RetrievalCorpus(AbstractTask):
     """The benchmark: documents attached to tree nodes, relevance, training co-occurrence.
 
     It is also a task for :func:`normflow.train` / :func:`normflow.sweep`: ``sample(key, B)``
@@ -186,7 +187,7 @@ class RetrievalCorpus(eqx.Module):
         return Batch(concepts=concepts, contexts=self.inputs(docs))
 
 
-class DocumentTables(eqx.Module):
+class DocumentTables(AbstractEmbeddingModel):
     """A free row per concept and per document (docs/theory.md §2-§8 on both sides).
 
     ``embed_contexts`` takes one-hot document indicators (``RetrievalCorpus(encoding="table")``)
@@ -209,8 +210,8 @@ class DocumentTables(eqx.Module):
     def concept_embeddings(self) -> Float[Array, "N d"]:
         return self.concepts
 
-    def embed_contexts(self, onehot: Float[Array, "B D"]) -> Float[Array, "B d"]:
-        return jnp.matmul(onehot, self.docs, precision=jax.lax.Precision.HIGHEST)
+    def embed_contexts(self, contexts: Float[Array, "B D"]) -> Float[Array, "B d"]:
+        return jnp.matmul(contexts, self.docs, precision=jax.lax.Precision.HIGHEST)
 
     def doc_embeddings(self) -> Float[Array, "D d"]:
         return self.docs
