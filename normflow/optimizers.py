@@ -133,7 +133,8 @@ class Hyper(NamedTuple):
     eps: ArrayLike = 1e-8
 
 
-def check_optimizer_args(name: str, lr, weight_decay, steps=None, batch_size=None) -> None:
+def check_optimizer_args(name: str | optax.GradientTransformation, lr, weight_decay, steps=None,
+                         batch_size=None) -> None:
     """Raise a one-line ``ValueError`` naming the bad value."""
     if not is_transformation(name) and name not in REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")

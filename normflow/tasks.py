@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Literal
 
 import abc
 
@@ -214,7 +213,7 @@ class HierarchicalTask(_Task):
         key: PRNGKeyArray,
         level_spread: float | tuple[float, ...] = 0.8,
         context_noise: float = 0.3,
-        frequency: Literal["uniform", "zipf"] = "uniform",
+        frequency: str = "uniform",  # "uniform" or "zipf" (checked, with a one-line ValueError)
         zipf_exponent: float = 1.0,
         temperature: float = 0.1,
         dtype=jnp.float32,
@@ -269,7 +268,7 @@ class FlatTask(_Task):
         spread_range: tuple[float, float] = (0.1, 2.0),
         leaves_per_concept: int = 16,
         context_noise: float = 0.1,
-        frequency: Literal["uniform", "zipf"] = "uniform",
+        frequency: str = "uniform",  # "uniform" or "zipf" (checked, with a one-line ValueError)
         zipf_exponent: float = 1.0,
         temperature: float = 0.1,
         dtype=jnp.float32,

@@ -30,7 +30,7 @@ divergence is intact).
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -91,7 +91,7 @@ class TrainState(eqx.Module):
     bad_concept: Int[Array, ""]
 
 
-def init_state(model, optimizer: str, hyper: Hyper) -> TrainState:
+def init_state(model, optimizer: str | optax.GradientTransformation, hyper: Hyper) -> TrainState:
     params, _ = eqx.partition(model, eqx.is_inexact_array)
     opt = make_optimizer(optimizer, hyper)
     return TrainState(params, opt.init(params), jnp.array(-1, jnp.int32), jnp.array(-1, jnp.int32))
@@ -105,7 +105,7 @@ def run_chunk(
     *,
     static,
     task,
-    optimizer: str,
+    optimizer: str | optax.GradientTransformation,
     hyper: Hyper,
     data_key: PRNGKeyArray,
     batch_size: int,
@@ -194,7 +194,7 @@ def run_chunk(
 def simulate(
     model,
     task,
-    optimizer: str,
+    optimizer: str | optax.GradientTransformation,
     hyper: Hyper,
     key: PRNGKeyArray,
     *,
@@ -277,7 +277,7 @@ def train(
     save_steps=None,
     n_full: int = 512,
     callback: Callable[[int, object], None] | None = None,
-    chunks: int = 1,
+    chunks: int | Sequence[int] | np.ndarray = 1,
     devices=None,
 ) -> Trajectory:
     """Train ``model`` (default: the free table) on ``task`` with a named optimizer.
