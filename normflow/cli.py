@@ -450,6 +450,15 @@ def progress_callback(total_steps: int, *, enabled: bool, desc: str = "") -> tup
     return cb, bar.close
 
 
+def print_written(path, figure, timings: dict[str, float], t_start: float) -> None:
+    """The last two lines of an experiment: its phase timings with the total since ``t_start``
+    (``time.time()``), and where its results and figure went."""
+    import time
+
+    print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; total {time.time() - t_start:.1f}s")
+    print(f"results: {path}  figure: {figure}")
+
+
 def check_diverged(run, *, what: str, labels=None) -> None:
     """Raise :class:`Diverged` naming the step (1-based) and concept if ``run`` produced NaN/Inf
     (``run.diverged_step >= 0``; for a vmapped run, the first diverged member is named)."""

@@ -326,8 +326,7 @@ def main(argv=None):
         "per_concept_mean_norm": {f"{n}/{t}": v[0] for (n, t), v in curves.items()},
     }
     path = out.write(body)
-    print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) + f"; total {time.time() - t_start:.1f}s")
-    print(f"results: {path}  figure: {out.figure}")
+    cli.print_written(path, out.figure, timings, t_start)
 
 
 if __name__ == "__main__":
