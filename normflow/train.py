@@ -176,13 +176,17 @@ def run_chunk(
         x_init = concepts_of(st.params)
         loss_init = jnp.zeros((), x_init.dtype)
 
+        total = n + act.astype(n.dtype)
+
         def one(i, carry):
-            s, _, _ = carry
-            x_before = concepts_of(s.params)
+            s, x_prev, _ = carry
+            # the embeddings before the step, kept only for the last one (a network's forward
+            # pass over every concept is not paid on the plain steps)
+            x_before = jax.lax.cond(i == total - 1, lambda: concepts_of(s.params), lambda: x_prev)
             s, loss = step(s, start + i)
             return s, x_before, loss.astype(x_init.dtype)
 
-        st, x0, loss = jax.lax.fori_loop(0, n + act.astype(n.dtype), one, (st, x_init, loss_init))
+        st, x0, loss = jax.lax.fori_loop(0, total, one, (st, x_init, loss_init))
         rec = measure(x0, concepts_of(st.params), k_rec)
         zero = jnp.zeros_like(rec[0])
         rec = tuple(jnp.where(act, r, zero) for r in rec)
