@@ -18,6 +18,12 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = (
 # default caches only programs that took over a second).
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+# One CPU device per process in the suite (the sims would otherwise ask for one per core,
+# normflow.cli.cpu_setup): the xdist workers already keep both cores busy, and a one-config sweep
+# on two devices is padded to two configs, twice the work. The multi-device tests set their own.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1").strip()
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -32,6 +38,25 @@ import normflow as nf  # noqa: E402
 def small_task():
     """Depth-2, branching-3 hierarchy in dim 8, float64: 12 concepts."""
     return nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0), dtype=jnp.float64)
+
+
+def run_experiment(name: str, argv: list[str]):
+    """Run ``normflow.experiments.<name>.main(argv)`` in this process as its command line would,
+    float32 (the suite turns x64 on; the sims run without it unless ``--x64``), under the CLI's
+    exit-status contract; returns ``(status, stdout, stderr)``. In process, the sims share this
+    worker's import and its compiled programs (the CLI's own behaviours, exit codes, signals,
+    keep their subprocess tests in test_cli.py)."""
+    import contextlib
+    import importlib
+    import io
+
+    from normflow import cli
+
+    mod = importlib.import_module(f"normflow.experiments.{name}")
+    out, err = io.StringIO(), io.StringIO()
+    with jax.enable_x64(False), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.run_main(mod.main, list(argv), prog=f"{name}.py")
+    return rc, out.getvalue(), err.getvalue()
 
 
 def run_sim_in_process(name: str, argv: list[str], capsys, prog: str | None = None):

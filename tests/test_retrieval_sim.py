@@ -6,9 +6,6 @@ task's level-by-level numbering), not against the leaf-range formula the builder
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -17,12 +14,11 @@ import numpy as np
 import pytest
 
 import normflow as nf
+from conftest import run_experiment
 
 from normflow import retrieval
 
 
-ROOT = Path(__file__).resolve().parents[1]
-SIM = ROOT / "sims" / "retrieval.py"
 
 
 def _ancestors_or_self(depth: int, branching: int) -> list[set[int]]:
@@ -143,13 +139,10 @@ def test_alpha_grid_and_best_alpha():
 
 
 # --------------------------------------------------------------------------------------------
-# The sim, as a subprocess
+# The sim, in process
 # --------------------------------------------------------------------------------------------
 
 
-def _run(args, tmp_path):
-    return subprocess.run([sys.executable, str(SIM), *args, "--quiet"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
 
 
 def _check_curve(alphas, ndcg, norm, best_a, gain):
@@ -167,8 +160,8 @@ def _check_curve(alphas, ndcg, norm, best_a, gain):
 
 def test_sim_quick_writes_curves(tmp_path):
     out, fig = tmp_path / "out", tmp_path / "fig"
-    r = _run(["--quick", "--out", str(out), "--figures", str(fig)], tmp_path)
-    assert r.returncode == 0, r.stderr
+    rc, _, stderr = run_experiment("retrieval", ["--quick", "--quiet", "--out", str(out), "--figures", str(fig)])
+    assert rc == 0, stderr
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "ok"
     assert (fig / "retrieval.png").stat().st_size > 10_000

@@ -1,39 +1,26 @@
 """sims/balance_fit.py (paper Fig. 3/5) and sims/ntk_drift.py (paper Fig. 1) end to end: each
-runs once with --quick as a subprocess; the tests check its numbers against the per-concept
+runs once with --quick, in process; the tests check its numbers against the per-concept
 arrays it wrote and against the theory's tolerances."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_experiment
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cmd(script, out, figs, *extra):
-    return [sys.executable, str(ROOT / "sims" / script), "--quick", "--quiet", "--out", str(out), "--figures", str(figs),
-            *extra]
-
-
-def _run(script, out, figs, *extra):
-    return subprocess.run(_cmd(script, out, figs, *extra), capture_output=True, text=True, timeout=900, cwd=ROOT)
+def _args(out, figs, *extra):
+    return ["--quick", "--quiet", "--out", str(out), "--figures", str(figs), *extra]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Both quick sims, started together (each is mostly single-threaded XLA compilation, so on
-    the 2-core CI machine running them side by side halves the wall time)."""
-    tmp = {name: tmp_path_factory.mktemp(name) for name in ("balance_fit", "ntk_drift")}
-    procs = {name: subprocess.Popen(_cmd(name + ".py", t / "out", t / "figs"), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, cwd=ROOT) for name, t in tmp.items()}
+    """Both quick sims, each run once in this process."""
     done = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=900)
-        done[name] = (proc.returncode, err, tmp[name])
+    for name in ("balance_fit", "ntk_drift"):
+        t = tmp_path_factory.mktemp(name)
+        rc, _, err = run_experiment(name, _args(t / "out", t / "figs"))
+        done[name] = (rc, err, t)
     return done
 
 
@@ -119,8 +106,7 @@ def test_balance_fit_network_needs_measured_terms(balance):
 def test_balance_fit_bad_input_writes_nothing(tmp_path, capsys):
     from conftest import run_sim_in_process
 
-    rc, _, err = run_sim_in_process("balance_fit", [*_cmd("balance_fit.py", tmp_path / "out", tmp_path / "figs")[2:],
-                                                    "--window", "1.5"], capsys)
+    rc, _, err = run_sim_in_process("balance_fit", _args(tmp_path / "out", tmp_path / "figs", "--window", "1.5"), capsys)
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and "--window" in err
     assert not (tmp_path / "out").exists()
@@ -176,7 +162,6 @@ def test_ntk_drift_votes_sum_to_D(ntk):
 def test_ntk_drift_bad_input(tmp_path, capsys):
     from conftest import run_sim_in_process
 
-    rc, _, err = run_sim_in_process("ntk_drift", [*_cmd("ntk_drift.py", tmp_path / "out", tmp_path / "figs")[2:],
-                                                  "--t1", "-1"], capsys)
+    rc, _, err = run_sim_in_process("ntk_drift", _args(tmp_path / "out", tmp_path / "figs", "--t1", "-1"), capsys)
     assert rc == 2 and "--t1" in err
     assert not (tmp_path / "out").exists()

@@ -1,68 +1,44 @@
 """The optimizer-sweep sims (issue 6: lambda_sweep, specificity, frequency) run end to end with
---quick as subprocesses; the tests check what they write and recompute the headline numbers
+--quick, in process; the tests check what they write and recompute the headline numbers
 from the per-concept arrays in results.json (so a bookkeeping bug between the measurement and
 the reported fit fails here).
 
-The three sims run once per module, side by side; the whole file stays under ~100 s on 2 cores.
+Each sim runs once per module; the whole file stays under ~100 s on 2 cores.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_experiment
 from normflow import stats
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 SIMS = ("lambda_sweep", "specificity", "frequency")
 
 
 class _Sims:
-    """The three quick runs, started together (2 cores: compilation dominates a quick run and
-    is single-threaded, so running them side by side roughly halves the wall time)."""
+    """The three quick runs, each run in this process when a test first asks for it."""
 
     def __init__(self, tmp):
-        self.tmp, self.procs, self.done = tmp, {}, {}
-        env = dict(os.environ, JAX_PLATFORMS="cpu")
-        for sim in SIMS:
-            cmd = [sys.executable, str(ROOT / "sims" / f"{sim}.py"), "--quick", "--quiet", "--out",
-                   str(tmp / sim / "out"), "--figures", str(tmp / sim / "figs")]
-            self.procs[sim] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                               cwd=ROOT, env=env)
+        self.tmp, self.done = tmp, {}
 
     def result(self, sim):
         if sim not in self.done:
-            try:
-                stdout, stderr = self.procs[sim].communicate(timeout=400)
-            except subprocess.TimeoutExpired:
-                self.procs[sim].kill()
-                raise
-            assert self.procs[sim].returncode == 0, stderr[-3000:]
+            rc, stdout, stderr = run_experiment(sim, ["--quick", "--quiet", "--out", str(self.tmp / sim / "out"),
+                                                      "--figures", str(self.tmp / sim / "figs")])
+            assert rc == 0, stderr[-3000:]
             res = json.loads((self.tmp / sim / "out" / "results.json").read_text())
             assert res["status"] == "ok"
             assert (self.tmp / sim / "figs" / f"{sim}.png").stat().st_size > 10_000
             self.done[sim] = (res, stdout)
         return self.done[sim]
 
-    def close(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-
 
 @pytest.fixture(scope="module")
 def sims(tmp_path_factory):
-    s = _Sims(tmp_path_factory.mktemp("sims"))
-    yield s
-    s.close()
+    return _Sims(tmp_path_factory.mktemp("sims"))
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ def _free_numpy(r0, pw2, fac, lr, b2, d):
     return np.array(out)
 
 
+# dim is a static argument of adam_moments (each new one compiles again): a few, from 2 to 64
 @settings(max_examples=15, deadline=None)
-@given(lr=st.floats(1e-3, 3e-2), b2=st.floats(0.9, 0.999), d=st.integers(2, 64), decay=st.floats(0.0, 5e-3))
+@given(lr=st.floats(1e-3, 3e-2), b2=st.floats(0.9, 0.999), d=st.sampled_from([2, 5, 64]), decay=st.floats(0.0, 5e-3))
 def test_free_recursion_matches_numpy(lr, b2, d, decay):
     T = 300
     pw2 = (0.02 * np.exp(-decay * np.arange(T)) + 1e-3)[:, None] * np.array([1.0, 0.3])
