@@ -29,6 +29,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -485,6 +486,19 @@ def _close_progress_bars() -> None:
             bar.close()
 
 
+def _in_finalizer(frame) -> bool:
+    """Whether ``frame`` (where a signal handler interrupted the program) runs inside a
+    garbage-collection callback or a ``__del__`` method, where an exception is swallowed."""
+    import gc
+
+    codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _first_line(e: BaseException) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
@@ -498,6 +512,12 @@ def run_main(main: Callable[[list[str] | None], int | None], argv=None, *, prog:
 
     def on_signal(signum, frame):
         _SIGNALLED.append(signum)
+        if _in_finalizer(frame):
+            # An exception raised inside a garbage-collection callback or a __del__ cannot
+            # propagate: Python prints "Exception ignored ... Traceback" and drops it. Deliver
+            # the signal again in 10 ms, once out of it (JAX runs a gc callback in every process).
+            threading.Timer(0.01, signal.pthread_kill, args=(threading.main_thread().ident, signum)).start()
+            return
         raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     _SIGNALLED.clear()

@@ -496,6 +496,37 @@ def test_sigkill_midway_leaves_nothing(killed):
 
 
 # ---------------------------------------------------------------------------------------------
+def test_sigint_inside_a_gc_callback_is_not_swallowed(capsys):
+    """A signal that lands inside a garbage-collection callback (JAX registers one in every
+    process) cannot raise there, Python would print "Exception ignored ... Traceback" and drop
+    it: run_main delivers it again once out of the callback, so the run still ends with exit
+    130 and its one line (the suite once caught this in test_sigint_midway)."""
+    import gc
+    import time
+
+    def cb(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # the handler runs here, inside the callback
+
+    def main(argv):
+        gc.callbacks.insert(0, cb)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(cb)
+        time.sleep(5)  # the re-delivered signal ends this
+        return 0
+
+    t0 = time.time()
+    rc = cli.run_main(main, [], prog="gc.py")
+    err = capsys.readouterr().err
+    assert rc == 130 and time.time() - t0 < 4
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines() == ["gc.py: interrupted (SIGINT): stopped before the results were complete; "
+                                        "no partial file was written"]
+
+
 # The atomic writers themselves, interrupted at the worst moment (in-process, cheap).
 
 def test_atomic_json_interrupted_keeps_old_file(tmp_path, monkeypatch):
