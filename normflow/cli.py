@@ -229,12 +229,19 @@ def machine_memory() -> int | None:
         return None
 
 
-def parse_args(parser: argparse.ArgumentParser, argv=None, *, sim: str) -> argparse.Namespace:
+def parse_args(parser: argparse.ArgumentParser, argv=None, *, sim: str,
+               sizes: tuple[dict[str, Any], dict[str, Any]] | None = None) -> argparse.Namespace:
     """Parse and check; sets float64 if ``--x64``; resolves ``--out`` (checked, not created).
+    ``sizes = (QUICK, FULL)``: each flag left at ``None`` takes its value from ``QUICK`` under
+    ``--quick``, else from ``FULL`` (an experiment's two configurations).
 
     Raises :class:`UsageError` (one line naming the bad value) on bad input; creates nothing.
     """
     args = parser.parse_args(argv)
+    if sizes is not None:
+        for k, v in sizes[0 if args.quick else 1].items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
     _check(args)
     if args.out is None:
         args.out = str(Path("runs") / (sim + ("-quick" if args.quick else "")))

@@ -172,10 +172,7 @@ def predictions(nf, jnp, m, lr, wd):
 
 def main(argv=None):
     p = build_parser()
-    args = cli.parse_args(p, argv, sim="balance_fit")
-    for k, v in (QUICK if args.quick else FULL).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    args = cli.parse_args(p, argv, sim="balance_fit", sizes=(QUICK, FULL))
     _check(args)
     out = cli.Output(args, "balance_fit")
     terms_fig = out.figure.with_name("balance_fit_terms.png")

@@ -71,10 +71,7 @@ def save_grid(t1, evals, n_plot=41):
 
 def main(argv=None):
     p = build_parser()
-    args = cli.parse_args(p, argv, sim="ntk_drift")
-    for k, v in (QUICK if args.quick else FULL).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    args = cli.parse_args(p, argv, sim="ntk_drift", sizes=(QUICK, FULL))
     _check(args)
     out = cli.Output(args, "ntk_drift")
     out.add_config(fd_half_step_rel=H_REL, solver="Tsit5")

@@ -31,6 +31,16 @@ from ._core import FloatLike, _promote, _steps_first
 __all__ = ["meanfield_norm_path_lr", "r2_path_lr", "adam_meanfield_path_lr"]
 
 
+def _path_inputs(r0, path, lrs, weight_decay):
+    """The per-step maps' common set-up: one inexact dtype, the ``[steps, ...]`` path broadcast
+    against ``r0`` and ``λ``, ``lrs`` shaped to broadcast along it, and ``R₀²``. Returns
+    ``(path, lrs, weight_decay, y0)``."""
+    r0, path, lrs, weight_decay = _promote(r0, path, lrs, weight_decay)
+    path, shape = _steps_first(path, r0, weight_decay)
+    lrs = lrs.reshape(lrs.shape[:1] + (1,) * (path.ndim - 1))
+    return path, lrs, weight_decay, jnp.broadcast_to(r0**2, shape)
+
+
 @jax.jit
 def meanfield_norm_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
                            weight_decay: FloatLike = 0.0) -> Float[Array, "steps ..."]:
@@ -44,10 +54,7 @@ def meanfield_norm_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."
     (it is that function when ``lrs`` is constant). ``lrs[k]`` and ``pw2_path[k]`` are the
     values used by step ``k``; returns ``R_{k+1}`` at index ``k`` (a ``lax.scan``).
     """
-    r0, pw2_path, lrs, weight_decay = _promote(r0, pw2_path, lrs, weight_decay)
-    pw2_path, shape = _steps_first(pw2_path, r0, weight_decay)
-    lrs = lrs.reshape(lrs.shape[:1] + (1,) * (pw2_path.ndim - 1))
-    y0 = jnp.broadcast_to(r0**2, shape)
+    pw2_path, lrs, weight_decay, y0 = _path_inputs(r0, pw2_path, lrs, weight_decay)
 
     def step(y: Array, xs) -> tuple[Array, Array]:
         pw2_k, eta = xs
@@ -71,10 +78,7 @@ def r2_path_lr(r0: FloatLike, inc_path: Float[ArrayLike, "steps ..."], lrs: Floa
     on ``R`` (Adam's normalisation) and whose radial part is second order, as in §8; the step
     uses only its own ``η_k``. Returns ``R_{k+1}`` at index ``k`` (a ``lax.scan``).
     """
-    r0, inc_path, lrs, weight_decay = _promote(r0, inc_path, lrs, weight_decay)
-    inc_path, shape = _steps_first(inc_path, r0, weight_decay)
-    lrs = lrs.reshape(lrs.shape[:1] + (1,) * (inc_path.ndim - 1))
-    y0 = jnp.broadcast_to(r0**2, shape)
+    inc_path, lrs, weight_decay, y0 = _path_inputs(r0, inc_path, lrs, weight_decay)
 
     def step(y: Array, xs) -> tuple[Array, Array]:
         inc_k, eta = xs
