@@ -40,7 +40,7 @@ def small_task():
     return nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0), dtype=jnp.float64)
 
 
-def run_experiment(name: str, argv: list[str]):
+def run_experiment(name: str, argv: list[str], prog: str | None = None):
     """Run ``normflow.experiments.<name>.main(argv)`` in this process as its command line would,
     float32 (the suite turns x64 on; the sims run without it unless ``--x64``), under the CLI's
     exit-status contract; returns ``(status, stdout, stderr)``. In process, the sims share this
@@ -55,23 +55,8 @@ def run_experiment(name: str, argv: list[str]):
     mod = importlib.import_module(f"normflow.experiments.{name}")
     out, err = io.StringIO(), io.StringIO()
     with jax.enable_x64(False), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.run_main(mod.main, list(argv), prog=f"{name}.py")
+        rc = cli.run_main(mod.main, list(argv), prog=prog or f"{name}.py")
     return rc, out.getvalue(), err.getvalue()
-
-
-def run_sim_in_process(name: str, argv: list[str], capsys, prog: str | None = None):
-    """Run ``normflow.experiments.<name>.main(argv)`` in this process under the CLI's exit-status
-    contract (:func:`normflow.cli.run_main`); returns ``(status, stdout, stderr)``. For the
-    bad-input paths, which end before anything is computed (one subprocess test per contract
-    stays in test_cli.py)."""
-    import importlib
-
-    from normflow import cli
-
-    mod = importlib.import_module(f"normflow.experiments.{name}")
-    rc = cli.run_main(mod.main, argv, prog=prog or f"{name}.py")
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # The files that take longest on 2 cores (the quick sims they run, the notebooks), first: xdist

@@ -309,12 +309,12 @@ def test_every_sim_rejects_bad_input(script, tmp_path, monkeypatch, capsys):
     """Every other sim goes through cli.parse_args: a bad seed (a flag all sims share) and a
     file as --out, in one call, give exit 2 and one line naming the first bad value (in
     process: the check ends before anything is computed)."""
-    from conftest import run_sim_in_process
+    from conftest import run_experiment
 
     monkeypatch.chdir(tmp_path)
     args = _prepare(["--seed", "-1", "--out", "{file}"], tmp_path)
     before = files_under(tmp_path)
-    rc, out, err = run_sim_in_process(script.stem, args, capsys)
+    rc, out, err = run_experiment(script.stem, args)
     assert rc == 2, err
     assert out == ""
     _assert_one_line(err, script.name, rf"--seed: must be in \[0, {cli.MAX_SEED}\], got -1")

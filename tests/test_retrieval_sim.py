@@ -213,11 +213,10 @@ def test_dual_encoder_documents_go_through_the_context_tower(tree):
 
 @pytest.mark.parametrize("bad", [["--lr", "0.1"]])
 def test_sim_bad_input_exit_2_nothing_written(tmp_path, bad, capsys):
-    from conftest import run_sim_in_process
+    from conftest import run_experiment
 
     out = tmp_path / "out"
-    rc, _, err = run_sim_in_process("retrieval", ["--quick", *bad, "--out", str(out), "--figures", str(tmp_path / "fig")],
-                                    capsys)
+    rc, _, err = run_experiment("retrieval", ["--quick", *bad, "--out", str(out), "--figures", str(tmp_path / "fig")])
     assert rc == 2
     assert len(err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "fig").exists()

@@ -104,9 +104,9 @@ def test_balance_fit_network_needs_measured_terms(balance):
 
 
 def test_balance_fit_bad_input_writes_nothing(tmp_path, capsys):
-    from conftest import run_sim_in_process
+    from conftest import run_experiment
 
-    rc, _, err = run_sim_in_process("balance_fit", _args(tmp_path / "out", tmp_path / "figs", "--window", "1.5"), capsys)
+    rc, _, err = run_experiment("balance_fit", _args(tmp_path / "out", tmp_path / "figs", "--window", "1.5"))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and "--window" in err
     assert not (tmp_path / "out").exists()
@@ -160,8 +160,8 @@ def test_ntk_drift_votes_sum_to_D(ntk):
 
 
 def test_ntk_drift_bad_input(tmp_path, capsys):
-    from conftest import run_sim_in_process
+    from conftest import run_experiment
 
-    rc, _, err = run_sim_in_process("ntk_drift", _args(tmp_path / "out", tmp_path / "figs", "--t1", "-1"), capsys)
+    rc, _, err = run_experiment("ntk_drift", _args(tmp_path / "out", tmp_path / "figs", "--t1", "-1"))
     assert rc == 2 and "--t1" in err
     assert not (tmp_path / "out").exists()

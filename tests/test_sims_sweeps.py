@@ -232,10 +232,10 @@ def test_frequency_adamw_frequent_norm_does_not_depend_on_b2_as_sgd_on_p(freq):
                                        ("specificity", ["--optimizers", "sgd,nope"]),
                                        ("frequency", ["--zipf-exponent", "-1"])])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, sim, flag, capsys):
-    from conftest import run_sim_in_process
+    from conftest import run_experiment
 
     out = tmp_path / "out"
-    rc, _, err = run_sim_in_process(sim, ["--quick", "--out", str(out), "--figures", str(tmp_path / "figs"), *flag], capsys)
+    rc, _, err = run_experiment(sim, ["--quick", "--out", str(out), "--figures", str(tmp_path / "figs"), *flag])
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and flag[0] in err
     assert not out.exists() and not (tmp_path / "figs").exists()

@@ -351,7 +351,7 @@ def _on_uniform_grid(x, lo, hi):
     """Linear interpolation at ``x`` of tables on ``linspace(lo, hi, _Y_GRID)``, as
     ``jnp.interp`` (clamped at the ends) but with the cell found by arithmetic instead of a
     binary search: ``x`` is fixed and several tables share it, so the cells and weights are
-    computed once (measured: 43 → 6 ms for (8.2)'s 8·10⁵ points, most of its cost). Returns
+    computed once (measured: one p of (8.2), 8·10⁵ points, 63 → 50 ms on one CPU core). Returns
     ``table -> values at x``."""
     u = jnp.clip((x - lo) / (hi - lo) * (_Y_GRID - 1), 0, _Y_GRID - 1)
     i = jnp.minimum(jnp.floor(u).astype(jnp.int32), _Y_GRID - 2)
