@@ -144,7 +144,9 @@ def test_beta_zero_is_sgd(kind, e, eta, lam):
 
 
 @settings(max_examples=30, deadline=None)
-@given(beta=st.floats(0.0, 0.95), el=st.floats(1e-7, 1e-5), e=st.floats(0.1, 10.0))
+# β is 0 or at least 1e-3: XLA on CPU flushes subnormals to zero, so at β ~ 1e-154 the lag
+# β²·2ηλ ~ 1e-312 is computed as 0 (a float artefact, not the formula)
+@given(beta=st.one_of(st.just(0.0), st.floats(1e-3, 0.95)), el=st.floats(1e-7, 1e-5), e=st.floats(0.1, 10.0))
 def test_leading_order_limits(beta, el, e):
     """ηλ → 0: coupled ``ηE/(2λ(1-β))``, decoupled ``ηE/(2λ(1-β)²)``, projected
     ``ηE/(2λ(1-β²))``; angles ``√(2ηλ/(1+β))``, ``√(2ηλ(1-β)/(1+β))``, ``√(2ηλ)`` (Wan et al.;
