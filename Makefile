@@ -32,6 +32,8 @@ figures: $(VENV)/.installed
 		--out runs/ode_vs_adam_$$o || exit 1; done
 	$(PY) docs/make_tables.py $(foreach o,$(OPTIMIZERS),runs/ode_vs_adam_$(o)/results.json)
 	for e in $(EXPERIMENTS); do $(PY) -m normflow $$e --force --quiet --figures docs/figures || exit 1; done
+	$(PY) -m normflow validity --force --quiet --figures docs/figures --update-package-data
+	$(PY) docs/make_tables.py
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

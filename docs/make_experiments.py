@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = {"ode_vs_adam": "ode_vs_adam", "balance_fit": "balance_fit"}
+FIGURES = {"ode_vs_adam": "ode_vs_adam", "balance_fit": "balance_fit", "validity": "validity_adamw"}
 
 
 def _doc(name: str) -> str:

@@ -1,10 +1,13 @@
-"""The numbers the README quotes for the main job, rendered from committed reference results.
+"""The numbers the README quotes for the main job, and docs/theory.md §16's validity table,
+rendered from committed reference results.
 
 ``docs/results/ode_vs_adam/<optimizer>.json`` are the summaries of ``normflow ode_vs_adam
 --optimizer <optimizer>`` at its defaults, seed 0 (``make figures`` rewrites them: the run's
 ``results.json`` without its per-step arrays). This script renders the README's main-job table
 from them; ``python docs/make_tables.py`` rewrites it in place, and tests/test_docs.py checks that
-the committed README equals this output (so no number in that table is typed by hand).
+the committed README equals this output (so no number in that table is typed by hand). The
+validity table is rendered from ``normflow/_data/validity.json`` (``normflow validity
+--update-package-data``) into docs/theory.md the same way.
 """
 
 from __future__ import annotations
@@ -67,6 +70,62 @@ def render_readme(text: str) -> str:
     return head + table() + tail
 
 
+VALIDITY = ROOT / "normflow" / "_data" / "validity.json"
+V_BEGIN, V_END = "<!-- validity table: docs/make_tables.py -->", "<!-- end of validity table -->"
+
+
+def _g(x) -> str:
+    return "—" if x is None else f"{x:.2g}"
+
+
+def validity_table() -> str:
+    """docs/theory.md §16's table, from the measured regions shipped in the package."""
+    data = json.loads(VALIDITY.read_text(encoding="utf-8"))
+    rows = ["| map | optimizer (section) | swept group, range | fixed | points within 5 % (of measured) | holds where "
+            "(combined group below) | main job's default |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    comb = {"eta_lambda": "ηλ/p", "one_minus_b2": "(1−β₂)/p", "one_minus_momentum": "(1−β)/p"}
+    name_of = {"eta_lambda": "ηλ", "one_minus_b2": "1−β₂", "one_minus_momentum": "1−β"}
+    for name, f in data["families"].items():
+        reg = f["region"]
+        beta = "β" if f["optimizer"].startswith("sgd") else "β₁"
+        label = {"momentum": beta, "b2": "β₂", "eta_lambda": "ηλ"}
+        fixed = ", ".join(f"{label[k]} = {v:g}" for k, v in f["fixed"].items()) or "—"
+        where = ("every point" if reg["group_max"] is None else f"{comb[f['axis']]} < {_g(reg['group_max'])}")
+        d = f["main_job_default"]
+        inside = {True: "inside", False: "**outside**", None: "unmeasured"}[d["inside"]]
+        rows.append(f"| `{name}` | `{f['optimizer']}` ({f['section'].replace('docs/theory.md ', '')}) | "
+                    f"{name_of[f['axis']]} {f['values'][0]:.2g} … {f['values'][-1]:.2g} | {fixed} | "
+                    f"{reg['points_holding']}/{reg['points_measured']} | {where} | {name_of[f['axis']]} = {d['axis_value']:.2g}: "
+                    f"{inside} |")
+    return "\n".join([V_BEGIN, *rows, V_END])
+
+
+S_BEGIN, S_END = "<!-- sde table: docs/make_tables.py -->", "<!-- end of sde table -->"
+
+
+def sde_table() -> str:
+    """docs/theory.md §16's SDE table, from the shipped comparison."""
+    sde = json.loads(VALIDITY.read_text(encoding="utf-8"))["sde"]
+    m, q = sde["modified_drift"], sde["plain_drift"]
+    rows = ["| η | ηλ | ε | SGD mean norm | SDE mean, error (± s.e.) | without modified drift | SGD spread | "
+            "SDE spread error | time to equilibrium SGD / SDE |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i, lr in enumerate(m["lr"]):
+        se = 100 * m["mean_diff_se"][i] / m["mean_sgd"][i]
+        rows.append(f"| {lr:.3g} | {m['eta_lambda'][i]:.3g} | {m['eps'][i]:.2f} | {m['mean_sgd'][i]:.4f} | "
+                    f"{_pct(m['mean_rel_err'][i])} % (± {se:.2f}) | {_pct(q['mean_rel_err'][i])} % | "
+                    f"{m['std_sgd'][i]:.4f} | {_pct(m['std_rel_err'][i])} % | "
+                    f"{m['t_eq_sgd'][i]:.2f} / {m['t_eq_sde'][i]:.2f} |")
+    return "\n".join([S_BEGIN, *rows, S_END])
+
+
+def render_theory(text: str) -> str:
+    for begin, end, render in ((V_BEGIN, V_END, validity_table), (S_BEGIN, S_END, sde_table)):
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + render() + tail
+    return text
+
+
 def store(results_json: Path) -> Path:
     """Write the summary of one run's ``results.json`` as its reference result."""
     r = json.loads(Path(results_json).read_text(encoding="utf-8"))
@@ -81,3 +140,5 @@ if __name__ == "__main__":
         store(Path(arg))
     readme = ROOT / "README.md"
     readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    theory = ROOT / "docs" / "theory.md"
+    theory.write_text(render_theory(theory.read_text(encoding="utf-8")), encoding="utf-8")

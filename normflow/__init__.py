@@ -7,7 +7,7 @@ Time convention, everywhere: continuous time ``t = η · step``.
 from importlib import metadata as _metadata
 
 from . import balance, defaults, devices, losses, measure, models, ntk, optimizers, retrieval, stats, tasks, theory
-from . import trajectory
+from . import trajectory, validity
 from .balance import BalanceTerms, balance_terms
 from .defaults import DEFAULTS
 from .devices import cpu_devices_per_core
@@ -30,7 +30,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
 __all__ = [
     # modules
     "balance", "defaults", "devices", "losses", "measure", "models", "ntk", "optimizers", "retrieval", "stats",
-    "tasks", "theory", "trajectory",
+    "tasks", "theory", "trajectory", "validity",
     # tasks and models
     "AbstractTask", "Batch", "FlatTask", "HierarchicalTask", "zipf_weights",
     "AbstractEmbeddingModel", "ConceptMLP", "DualEncoder", "EmbeddingTable", "default_model",

@@ -356,6 +356,14 @@ def atomic_savefig(fig, path: Path, dpi: int = 120) -> None:
     _replace_or_remove(tmp, path, lambda name: fig.savefig(name, dpi=dpi, metadata=meta))
 
 
+def atomic_copy(src: Path, path: Path) -> None:
+    """Copy a file's bytes to ``path`` atomically (temporary file beside it, then rename)."""
+    path = Path(path)
+    data = Path(src).read_bytes()
+    tmp = _tempfile_beside(path, ".tmp" + path.suffix)
+    _replace_or_remove(tmp, path, lambda name: Path(name).write_bytes(data))
+
+
 def run_metadata(config: dict) -> dict:
     """Package, JAX, jaxlib, NumPy and Python versions, the device, and the full config (for
     repeating the run). Nothing here depends on the time of the run."""
@@ -429,12 +437,15 @@ class Output:
         atomic_write_json(self.results_path, body)
         return self.results_path
 
-    def savefig(self, fig) -> Path:
-        atomic_savefig(fig, self.figure)
-        if self.figure.parent.resolve() != self.dir.resolve():
-            # a copy beside the results, so the folder is self-contained
-            atomic_savefig(fig, self.dir / self.figure.name)
-        return self.figure
+    def savefig(self, fig, name: str | None = None) -> Path:
+        """Save ``fig`` as the run's figure, or as ``<figures>/<name>.png`` for a further one."""
+        path = self.figure if name is None else self.figure.parent / f"{name}.png"
+        atomic_savefig(fig, path)
+        if path.parent.resolve() != self.dir.resolve():
+            # a copy beside the results, so the folder is self-contained (the bytes, not a second
+            # rendering: drawing a figure costs about a second)
+            atomic_copy(path, self.dir / path.name)
+        return path
 
 
 def progress_callback(total_steps: int, *, enabled: bool, desc: str = "") -> tuple[Callable[[int, Any], None], Callable[[], None]]:

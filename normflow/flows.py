@@ -17,6 +17,7 @@ All return a :class:`~normflow.trajectory.Trajectory` with ``steps=None``; its `
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -168,6 +169,55 @@ def modified_flow(task, lr: float, t1: float, *, key: PRNGKeyArray, model=None, 
                      True)[0]
 
 
+def _sde_pool(task, key: PRNGKeyArray, batch_size: int, pool: int):
+    """The SDE's fixed pool of ``pool`` minibatches of ``batch_size`` samples (a ``Batch`` with a
+    leading ``[pool]`` axis), drawn from ``key`` (docs/theory.md §5; :func:`sde_flow`'s pool)."""
+    return jax.vmap(lambda k: task.sample(k, batch_size))(jax.random.split(key, pool))
+
+
+class _SDETerms(NamedTuple):
+    """docs/theory.md §5's SDE on the flat parameter vector (see :func:`_sde_terms`)."""
+
+    loss_of: Callable  # (params, batch) -> loss of one minibatch
+    pool_grads: Callable  # flat [P] -> the K pool gradients [K, P]
+    drift: Callable  # (flat [P], pool_grads [K, P]) -> drift [P]
+    diffusion: Callable  # pool_grads [K, P] -> diffusion matrix [P, K] (multiplies dW ∈ R^K)
+
+
+def _sde_terms(task, static, unravel, pool_batches, loss_fn, lr, lam, mod_shape) -> _SDETerms:
+    """The one definition of the SGD SDE (docs/theory.md §5) that :func:`sde_flow` and
+    :mod:`normflow.sde` integrate: with ``g_k`` the gradient on pool minibatch k and ``ḡ`` their
+    mean, drift ``-(ḡ + λθ) [+ (η/2)(|ḡ_x|²/R²) x]`` and diffusion ``√(η/K) [g_1-ḡ, …, g_K-ḡ]``.
+
+    ``mod_shape``: ``None`` (no modified drift), or the free table's ``(N, d)`` (the flat vector is
+    its rows: the modified drift of docs/theory.md §4). ``lr`` and ``lam`` may be traced.
+    """
+    pool = pool_batches.concepts.shape[0]
+
+    def loss_of(p, batch):
+        return task.loss(eqx.combine(p, static), batch, loss_fn)
+
+    def pool_grads(flat):
+        p = unravel(flat)
+        return jax.vmap(lambda b: ravel_pytree(jax.grad(loss_of)(p, b))[0])(pool_batches)  # [K, P]
+
+    def drift(flat, gs):
+        gbar = jnp.mean(gs, axis=0)
+        v = -gbar - lam * flat
+        if mod_shape is not None:
+            n, d = mod_shape
+            x = flat.reshape(n, d)
+            gx = gbar.reshape(n, d)
+            coef = 0.5 * lr * jnp.sum(gx * gx, -1, keepdims=True) / jnp.sum(x * x, -1, keepdims=True)
+            v = v + (coef * x).reshape(-1)
+        return v
+
+    def diffusion(gs):
+        return jnp.sqrt(lr / pool) * (gs - jnp.mean(gs, axis=0)).T  # [P, K]
+
+    return _SDETerms(loss_of, pool_grads, drift, diffusion)
+
+
 def sde_flow(task, lr: float, t1: float, *, key: PRNGKeyArray, model=None, loss="info_nce", weight_decay: float = 0.0,
              batch_size: int = 64, pool: int = 32, dt: float | None = None, ts=None, modified_drift: bool = True
 ) -> Trajectory:
@@ -191,33 +241,19 @@ def sde_flow(task, lr: float, t1: float, *, key: PRNGKeyArray, model=None, loss=
         model = default_model(task, k_model)
     loss_fn = get_loss(loss)
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    pool_batches = jax.vmap(lambda k: task.sample(k, batch_size))(jax.random.split(k_pool, pool))
+    pool_batches = _sde_pool(task, k_pool, batch_size, pool)
     flat0, unravel = ravel_pytree(params)
     lam = weight_decay
     use_mod = modified_drift and isinstance(model, EmbeddingTable)
-
-    def loss_of(p, batch):
-        return task.loss(eqx.combine(p, static), batch, loss_fn)
-
-    def pool_grads(flat):
-        p = unravel(flat)
-        gs = jax.vmap(lambda b: ravel_pytree(jax.grad(loss_of)(p, b))[0])(pool_batches)
-        return gs  # [K, P]
+    sde = _sde_terms(task, static, unravel, pool_batches, loss_fn, lr, lam,
+                     params.weight.shape if use_mod else None)
+    loss_of = sde.loss_of
 
     def drift_flat(flat):
-        gbar = jnp.mean(pool_grads(flat), axis=0)
-        v = -gbar - lam * flat
-        if use_mod:
-            n, d = params.weight.shape
-            x = flat.reshape(n, d)
-            gx = gbar.reshape(n, d)
-            coef = 0.5 * lr * jnp.sum(gx * gx, -1, keepdims=True) / jnp.sum(x * x, -1, keepdims=True)
-            v = v + (coef * x).reshape(-1)
-        return v
+        return sde.drift(flat, sde.pool_grads(flat))
 
     def diffusion_flat(flat):
-        gs = pool_grads(flat)
-        return jnp.sqrt(lr / pool) * (gs - jnp.mean(gs, axis=0)).T  # [P, K]
+        return sde.diffusion(sde.pool_grads(flat))
 
     dt = lr if dt is None else dt
     ts = log_times(t1, t_min=max(dt, t1 * 1e-3)) if ts is None else np.asarray(ts, dtype=float)

@@ -24,6 +24,15 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1").strip()
 
+# The suite's programs are small and most are compiled once, so compiling dominates its time:
+# with LLVM's backend optimisation off (XLA's HLO passes still run) the suite needs less CPU time
+# (docs/benchmarks.md). The theory's compute-bound kernels keep full optimisation
+# (normflow.theory._core.kernel_jit); the sims outside the suite compile with XLA's defaults.
+# Subprocesses that set their own XLA_FLAGS add SUITE_XLA_FLAGS.
+SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " " + SUITE_XLA_FLAGS
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import SUITE_XLA_FLAGS
 
 _SCRIPT = textwrap.dedent(
     """
@@ -94,7 +95,7 @@ def test_data_parallel_train_equals_one_device():
     """train(devices="all") on 2 forced CPU devices == the one-device run (float64: the gradient's
     sum is only re-associated, ~1e-15) and its results live on both devices."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {
-        "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2 " + SUITE_XLA_FLAGS}
     proc = subprocess.run([sys.executable, "-c", _DATA_PARALLEL.format()], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

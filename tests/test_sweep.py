@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SUITE_XLA_FLAGS
 
 import normflow as nf
 from normflow.sweep import trace_count
@@ -118,7 +119,7 @@ def four_device_run(tmp_path_factory):
     """Start the 4-device run at the start of this module, in a subprocess (XLA_FLAGS must be set
     before jax is imported), so that its compile overlaps the other tests."""
     out = str(tmp_path_factory.mktemp("sweep4") / "four.npz")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 " + SUITE_XLA_FLAGS, JAX_PLATFORMS="cpu")
     code = _FOUR_DEVICES.format(tests=os.path.dirname(__file__), out=out)
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield proc, out

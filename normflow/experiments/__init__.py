@@ -15,6 +15,7 @@ EXPERIMENTS = (
     "retrieval",
     "schedule",
     "specificity",
+    "validity",
 )
 
 __all__ = ["EXPERIMENTS"]

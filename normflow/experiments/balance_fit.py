@@ -301,9 +301,7 @@ def main(argv=None):
         fig.colorbar(sc, ax=ax, label="frequency p")
     fig.suptitle("Fig. 5 rebuilt: gradient variance V² and NTK radial drift D per concept", fontsize=10)
     fig.tight_layout()
-    cli.atomic_savefig(fig, terms_fig)
-    if terms_fig.parent.resolve() != out.dir.resolve():
-        cli.atomic_savefig(fig, out.dir / terms_fig.name)
+    out.savefig(fig, terms_fig.stem)
     plt.close(fig)
 
     per_concept = {

@@ -143,6 +143,9 @@ def main(argv=None):
                             lr=args.lr, weight_decay=args.weight_decay, total_steps=args.steps,
                             momentum=args.momentum, b1=args.momentum, b2=args.b2, flow=flow_fn)
     pred = nf.theory.predict(name, ctx)
+    # Is this run inside the measured 5 % region of its formula (docs/theory.md §16)?
+    valid = nf.validity.check(name, lr=args.lr, weight_decay=args.weight_decay, p=np.asarray(task.frequency(args.batch_size)),
+                              momentum=args.momentum, b2=args.b2)
     formula, section, note, equilibrium = pred.formula, pred.section, pred.note, pred.equilibrium
     theory_norms = np.asarray(pred.norms, float)
 
@@ -202,6 +205,7 @@ def main(argv=None):
               f"{'—' if th is None else f'{100 * the:+.2f}%':>8} {r['radial_to_angular']:>10.3g}")
     print(f"generic/specific norm ratio: observed {g_obs:.3f}, theory {g_th:.3f}")
     print(f"gradient flow (Diffrax, to t={t_ode:.4g} of {t1:.4g}): max relative norm drift from R0·e^(-λt) = {ode_drift:.2e}")
+    print(valid.message)
     print(verdict)
 
     # Figure.
@@ -256,6 +260,7 @@ def main(argv=None):
         "generic_specific_ratio": {"observed": g_obs, "theory": g_th},
         "ode": {"max_rel_norm_drift": ode_drift, "t1": t_ode, "run_t1": t1, "rtol": 1e-6, "atol": 1e-8,
                 "note": "with decay the flow stops at R = R0/4 (t = ln4/λ): beyond it R -> 0 makes the solve stiff"},
+        "validity": nf.validity.check_json(valid),
         "regime": {"angular_step_end": eps_end, "groups": pred.regime, "eta_lambda": args.lr * args.weight_decay,
                    "relaxation_steps": (1 / (4 * args.lr * args.weight_decay)) if args.weight_decay > 0 else None},
         "trajectory": {"steps": steps, "norm_by_level": [norms[:, depth == l].mean(1) for l in levels],

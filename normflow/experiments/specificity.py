@@ -212,7 +212,13 @@ def main(argv=None):
                 row["theory"] = "GD's imprint is path-dependent (docs/theory.md §4); see sims/ode_vs_adam.py"
                 th_ratio, th_rho = None, None
             std = (lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else None)
+            # inside the measured 5 % region of its formula (docs/theory.md §16)?
+            valid = nf.validity.check(name, lr=lr, weight_decay=wd, p=np.asarray(task.frequency(args.batch_size)),
+                                      momentum=args.momentum, b2=_b2(name, args))
+            if valid.inside is False:
+                print(f"{tname} task: {valid.message}")
             row[tname] = {
+                "validity": nf.validity.check_json(valid),
                 "ratio": float(ratio.mean()), "ratio_std": std(ratio), "spearman": float(rho.mean()),
                 "spearman_std": std(rho), "ratio_theory": th_ratio, "spearman_theory": th_rho,
                 "direction": direction(float(rho.mean())), "mean_norm": float(norms.mean()),

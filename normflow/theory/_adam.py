@@ -26,7 +26,6 @@ The three ingredients (docs/theory.md §8.3):
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +34,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
 from ._context import Context, Prediction, rms_window, window
-from ._core import FloatLike
+from ._core import FloatLike, kernel_jit
 from ._momentum import buffer_energy
 
 __all__ = ["adam_moments", "decay_lag_gain", "adam_l2_equilibrium", "adamp_equilibrium", "predict_adam", "predict_adam_l2",
@@ -59,7 +58,7 @@ def _chi2_moments(q):
     return a, b, cq
 
 
-@partial(jax.jit, static_argnames=("kind", "dim"))
+@kernel_jit(static_argnames=("kind", "dim"))
 def adam_moments(r0: Float[ArrayLike, " N"], pw2_path: Float[ArrayLike, "T N"], buffer_factor: Float[ArrayLike, "T N"],
                  lrs: Float[ArrayLike, " T"], weight_decay: Float[ArrayLike, ""], b1: Float[ArrayLike, ""],
                  b2: Float[ArrayLike, ""], dim: int, kind: str) -> tuple[Float[Array, "T N"], Float[Array, "T N"]]:

@@ -14,14 +14,13 @@ the discounted displacement that one sighting's gradient ``g₀`` has produced `
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._core import FloatLike
+from ._core import FloatLike, kernel_jit
 
 from ._context import Context, Prediction, rms_window, window
 
@@ -104,7 +103,7 @@ def _lin_moments(gam, p, alpha, b1):
     return (eu2 + 2 * alpha * lag) / en2, gam**2 * s[1, 1] / en2
 
 
-@partial(jax.jit, static_argnames=("iters",))
+@kernel_jit(static_argnames=("iters",))
 def adamw_restoring_gain(mean_fraction: FloatLike, p: FloatLike, b1: FloatLike, iters: int = 60) -> Float[Array, "..."]:
     """The restoring gain ``γ`` of the linear model (docs/theory.md §8.1) whose stationary
     mean-part share ``f_m = |s̄|²/(|s̄|²+V²)`` equals the measured one (bisection in log γ)."""
@@ -128,7 +127,7 @@ def adamw_restoring_gain(mean_fraction: FloatLike, p: FloatLike, b1: FloatLike, 
     return jnp.vectorize(one)(fm, p, b1)
 
 
-@jax.jit
+@kernel_jit
 def adamw_restoring_factor(eta_lambda: FloatLike, mean_fraction: FloatLike, p: FloatLike, b1: FloatLike
 ) -> Float[Array, "..."]:
     """Factor on AdamW's ``⟨R²⟩`` from the restoring part of the source (docs/theory.md §8.1).
@@ -219,7 +218,7 @@ def _gap_moments(a, p, b1, b2):
     return e[0], e[1]
 
 
-@jax.jit
+@kernel_jit
 def adamw_frequency_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b1: FloatLike,
                        b2: FloatLike) -> Float[Array, "..."]:
     """AdamW's time-averaged ``⟨R²⟩`` for a concept seen with probability ``p`` per step, white
@@ -244,7 +243,7 @@ def adamw_frequency_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p
     return jnp.vectorize(one)(*args)
 
 
-@jax.jit
+@kernel_jit
 def adamw_frequency_equilibrium(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b1: FloatLike,
                                 b2: FloatLike, mean_fraction: FloatLike = 0.0) -> Float[Array, "..."]:
     """AdamW's rms norm at any frequency (docs/theory.md §8.2): ``√(adamw_frequency_r2 ·
@@ -253,7 +252,7 @@ def adamw_frequency_equilibrium(lr: FloatLike, weight_decay: FloatLike, dim: Flo
     return jnp.sqrt(r2 * adamw_restoring_factor(jnp.asarray(lr) * weight_decay, mean_fraction, p, b1))
 
 
-@jax.jit
+@kernel_jit
 def adamw_frequency_update_sq(dim: FloatLike, p: FloatLike, b1: FloatLike, b2: FloatLike, eta_lambda: FloatLike = 0.0
 ) -> Float[Array, "..."]:
     """``E|u|²`` per step of AdamW at frequency ``p`` (docs/theory.md §8.2): the own-gradient
@@ -418,7 +417,7 @@ def _tailed_moments(lr, wd, p, b1, b2, sv, history):
     return e_phi, e_psi
 
 
-@partial(jax.jit, static_argnames=("history",))
+@kernel_jit(static_argnames=("history",))
 def adamw_tailed_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike, b1: FloatLike, b2: FloatLike,
                     scale_var: FloatLike = 0.0, history: int = _HISTORY) -> Float[Array, "..."]:
     """(8.2) with a random sighting scale (docs/theory.md §8.2, "heavy-tailed sightings").
@@ -442,7 +441,7 @@ def adamw_tailed_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: F
     return jnp.vectorize(one)(*args)
 
 
-@partial(jax.jit, static_argnames=("history",))
+@kernel_jit(static_argnames=("history",))
 def adamw_tailed_update_sq(dim: FloatLike, p: FloatLike, b1: FloatLike, b2: FloatLike, eta_lambda: FloatLike = 0.0,
                            scale_var: FloatLike = 0.0, history: int = _HISTORY) -> Float[Array, "..."]:
     """``E|u|²`` per step with a random sighting scale (docs/theory.md §8.2):

@@ -9,7 +9,6 @@ coherently, ``Γ = Σ_τ E[u_t·u_{t+τ}]`` (all lags τ ∈ ℤ), not by ``|u|�
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._core import kernel_jit
 from ._context import Context, Prediction, rms_window, window
 
 __all__ = ["lion_equilibrium", "lion_gamma", "lion_sign_correlation", "predict_lion"]
@@ -27,7 +27,7 @@ def _max_lag(b2: float) -> int:
     return int(math.ceil(40.0 / (1.0 - float(b2))))
 
 
-@functools.partial(jax.jit, static_argnames=("max_lag",))
+@kernel_jit(static_argnames=("max_lag",))
 def _sign_correlation(p, b1, b2, max_lag: int, w=None):
     """Core of :func:`lion_sign_correlation`; ``w`` ``[K]``: equally likely kick variances (mean 1)."""
     tau = jnp.arange(1, max_lag + 1, dtype=jnp.result_type(float))

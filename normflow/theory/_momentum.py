@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
-from ._core import FloatLike
+from ._core import FloatLike, kernel_jit
 
 from ._context import Context, Prediction, rms_window, window
 
@@ -60,7 +60,7 @@ def buffer_energy(pw2: FloatLike, p: FloatLike, mean_sq: FloatLike, momentum: Fl
     return pw2 - 2 * momentum / (1 + momentum) * p**2 * mean_sq
 
 
-@partial(jax.jit, static_argnames=("kind",))
+@kernel_jit(static_argnames=("kind",))
 def heavy_ball_moments(r0: Float[ArrayLike, " N"], energy_path: Float[ArrayLike, "T N"], lrs: Float[ArrayLike, " T"],
                        weight_decay: Float[ArrayLike, ""], momentum: Float[ArrayLike, ""], kind: str
 ) -> tuple[Float[Array, "T N"], Float[Array, "T N"]]:

@@ -21,12 +21,11 @@ at its value from when the schedule's decay outran the relaxation rate.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
-from ._core import FloatLike, _promote, _steps_first
+from ._core import FloatLike, _promote, _steps_first, kernel_jit
 
 __all__ = ["meanfield_norm_path_lr", "r2_path_lr", "adam_meanfield_path_lr"]
 
@@ -41,7 +40,7 @@ def _path_inputs(r0, path, lrs, weight_decay):
     return path, lrs, weight_decay, jnp.broadcast_to(r0**2, shape)
 
 
-@jax.jit
+@kernel_jit
 def meanfield_norm_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
                            weight_decay: FloatLike = 0.0) -> Float[Array, "steps ..."]:
     """The SGD-family mean-field map with a per-step learning rate (docs/theory.md §13)::
@@ -65,7 +64,7 @@ def meanfield_norm_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."
     return jnp.sqrt(ys)
 
 
-@jax.jit
+@kernel_jit
 def r2_path_lr(r0: FloatLike, inc_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
                weight_decay: FloatLike = 0.0) -> Float[Array, "steps ..."]:
     """The scale-free (Adam-family) squared-norm map with a per-step learning rate
@@ -89,7 +88,7 @@ def r2_path_lr(r0: FloatLike, inc_path: Float[ArrayLike, "steps ..."], lrs: Floa
     return jnp.sqrt(ys)
 
 
-@jax.jit
+@kernel_jit
 def adam_meanfield_path_lr(r0: FloatLike, pw2_path: Float[ArrayLike, "steps ..."], lrs: Float[ArrayLike, " steps"],
                            weight_decay: FloatLike, dim: int | Float[ArrayLike, ""], b2: Float[ArrayLike, ""] = 0.999,
                            eps: Float[ArrayLike, ""] = 1e-8) -> Float[Array, "steps ..."]:
