@@ -90,8 +90,13 @@ def test_inverse_cdf_sampler_matches_the_weights():
     assert ids0.min() >= 0 and ids0.max() < task.num_concepts
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 72, 1000, 1024, 1025])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+# every size in float64 (one block, perfect squares and one past them, a non-square); float32
+# (the same comparisons in another dtype) at two of them: each case is two compiles
+_SIZES = [1, 2, 3, 16, 17, 72, 1000, 1024, 1025]
+
+
+@pytest.mark.parametrize("n, dtype", [(n, jnp.float64) for n in _SIZES] + [(17, jnp.float32), (1025, jnp.float32)],
+                         ids=[f"float64-{n}" for n in _SIZES] + ["float32-17", "float32-1025"])
 def test_count_at_most_is_searchsorted_right(n, dtype):
     """The sampler's two-level count gives exactly jnp.searchsorted(cdf, u, side="right"),
     including flat stretches of the cdf (zero weights), queries equal to a cdf entry, and

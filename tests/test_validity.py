@@ -118,7 +118,9 @@ def quick(tmp_path_factory):
 
 def test_quick_run_writes_maps_figures_and_regions(quick):
     res, stdout, t = quick
-    assert res["status"] == "ok" and set(res["maps"]) == {"sgd", "adamw"}
+    assert res["status"] == "ok" and set(res["maps"]) == {"sgd"}
+    sde = res["sde"]["modified_drift"]
+    assert len(sde["lr"]) == 1 and sde["mean_sgd"][0] > 0 and (t / "figs" / "validity_sde.png").stat().st_size > 10_000
     for name, m in res["maps"].items():
         assert (t / "figs" / f"validity_{name}.png").stat().st_size > 10_000
         assert np.array(m["error"], dtype=float).shape == (3, 5)

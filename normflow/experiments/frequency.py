@@ -405,6 +405,14 @@ def main(argv=None):
                      for k, r in results.items()},
         "runs": results,
     }
+    # each run against its formula's measured 5 % region (docs/theory.md §16)
+    body["validity"] = {}
+    for key_, name_, lr_, wd_, b2_ in ([(f"adamw_b2={b}", "adamw", args.adamw_lr, args.adamw_weight_decay, b)
+                                        for b in ADAMW_B2] + [("sgd", "sgd", args.sgd_lr, args.sgd_weight_decay, 0.999)]):
+        chk = nf.validity.check(name_, lr=lr_, weight_decay=wd_, p=pf, momentum=args.b1, b2=b2_)
+        body["validity"][key_] = nf.validity.check_json(chk)
+        if chk.inside is False:
+            print(f"{key_}: {chk.message}")
     path = out.write(body)
     cli.print_written(path, out.figure, timings, t_start)
 

@@ -208,6 +208,15 @@ def main(argv=None):
         results[name] = analyse(name, run, se, task, lr, lams, np.asarray(run.steps[0]), w0, args.batch_size,
                                 b1=args.b1, b2=args.b2)
         results[name]["steps"], results[name]["window_start_step"] = steps, w0
+        # each λ against its formula's measured 5 % region (docs/theory.md §16); the sweep spans
+        # regimes on purpose, so the λ outside are named in one line
+        pf = np.asarray(task.frequency(args.batch_size))
+        checks = [nf.validity.check(name, lr=lr, weight_decay=float(l), p=pf, momentum=args.b1, b2=args.b2) for l in lams]
+        results[name]["validity"] = [nf.validity.check_json(c) for c in checks]
+        outside = [f"{float(l):.3g}" for l, c in zip(lams, checks) if c.inside is False]
+        if outside:
+            print(f"WARNING validity: {name} at λ = {', '.join(outside)} lies outside the measured 5 % region of its "
+                  f"formula (docs/theory.md §16)")
         nr = np.asarray(run.norms, np.float64)
         results[name]["trajectory"] = {
             "steps": np.asarray(run.steps[0]), "mean_norm": nr.mean(-1),
