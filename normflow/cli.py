@@ -168,6 +168,20 @@ _OPTIMIZER_FLAGS = (("weight_decay", "--weight-decay"), ("batch_size", "--batch-
                     ("lr", "--lr"), ("optimizer", "--optimizer"))
 
 
+def name_list(text: str | None, valid, *, flag: str, what: str, default) -> list[str]:
+    """A comma-separated ``--flag`` value as a list of names from ``valid`` (``default`` when the
+    flag was not given); a :class:`UsageError` naming the first unknown or repeated name."""
+    if text is None:
+        return list(default)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise UsageError(f"{flag}: unknown {what} {bad[0] if bad else text!r}; valid: {', '.join(valid)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"{flag}: repeated name in {text!r}")
+    return names
+
+
 def check_optimizer(args: argparse.Namespace) -> None:
     """:func:`normflow.optimizers.check_optimizer_args` on the parsed (and resolved) flags, its
     ValueError turned into a :class:`UsageError` naming the flag (e.g. adam with a decay)."""
@@ -492,6 +506,25 @@ def check_diverged(run, *, what: str, labels=None) -> None:
     label = f" ({labels[concept]})" if labels is not None and concept >= 0 else ""
     member = f" [run {i} of {steps.size}]" if steps.size > 1 else ""
     raise Diverged(f"{what} diverged (NaN/Inf) at step {step + 1}, concept {concept}{label}{member}")
+
+
+def stop_if_sweep_diverged(run, out: "Output", *, name: str, labels, **record) -> None:
+    """A sweep's divergence, the sims' way: if any config of ``run`` produced NaN/Inf, write
+    ``results.json`` with status ``"diverged"`` (the message, the optimizer, the first diverged
+    config's label, step and concept, and ``record``) and raise :class:`Diverged` naming them."""
+    import numpy as np
+
+    bad = np.asarray(run.diverged_step)
+    if not np.any(bad >= 0):
+        return
+    c = int(np.argmax(bad >= 0))
+    step, concept = int(bad[c]) + 1, int(np.asarray(run.diverged_concept)[c])
+    msg = f"{name} ({labels[c]}) diverged (NaN/Inf) at step {step}, concept {concept}"
+    e = Diverged(msg)
+    e.path = out.write({"message": msg, "optimizer": name, "config": labels[c], "diverged_step": step,
+                        "diverged_concept": concept, **{k: (v[c] if isinstance(v, (list, tuple)) else v)
+                                                        for k, v in record.items()}}, status="diverged")
+    raise e
 
 
 def _close_progress_bars() -> None:

@@ -139,6 +139,19 @@ def _scan_paths(params, static, task, pool_batches, loss_fn, lr, lam, dt, noise_
     return jax.vmap(one_seed)(flats, noise_keys)
 
 
+def _run(task, keys, model, pool_key, batch_size, pool, loss, lr, weight_decay, step, grid, tag, kind, *, modified_drift):
+    """The seeds' paths of one process (``kind`` ``"sgd"`` or ``"em"``, step ``step``) recorded at
+    the grid points ``grid``: ``(norms [C, S, N], final flat params [C, P])``."""
+    params, static, is_table = _seed_params(task, keys, model)
+    mod_shape = _unbatched(params).weight.shape if (modified_drift and is_table) else None
+    pool_batches = _pool_of(task, pool_key, batch_size, pool)
+    dtype = task.dtype
+    n_plain = jnp.asarray(np.diff(grid, prepend=0), jnp.int32)
+    return _scan_paths(params, static, task, pool_batches, get_loss(loss), jnp.asarray(lr, dtype),
+                       jnp.asarray(weight_decay, dtype), jnp.asarray(step, dtype), _noise_keys(keys, tag), n_plain, kind,
+                       mod_shape)
+
+
 def pool_sgd(task, lr: float, steps: int, *, keys: PRNGKeyArray, weight_decay: float = 0.0, batch_size: int = 64,
              pool: int = 32, pool_key: PRNGKeyArray, save_steps: Sequence[int] | int | None = None, model=None,
              loss="info_nce") -> NormPaths:
@@ -168,13 +181,8 @@ def pool_sgd(task, lr: float, steps: int, *, keys: PRNGKeyArray, weight_decay: f
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     saves = normalize_save_steps(save_steps, int(steps))
-    params, static, _ = _seed_params(task, keys, model)
-    pool_batches = _pool_of(task, pool_key, batch_size, pool)
-    dtype = task.dtype
-    n_plain = jnp.asarray(np.diff(saves, prepend=0), jnp.int32)
-    norms, final = _scan_paths(params, static, task, pool_batches, get_loss(loss), jnp.asarray(lr, dtype),
-                               jnp.asarray(weight_decay, dtype), jnp.asarray(lr, dtype), _noise_keys(keys, _SGD_TAG),
-                               n_plain, "sgd", None)
+    norms, final = _run(task, keys, model, pool_key, batch_size, pool, loss, lr, weight_decay, lr, saves, _SGD_TAG,
+                        "sgd", modified_drift=False)
     return NormPaths(lr * saves.astype(np.float64), saves, norms, final)
 
 
@@ -215,14 +223,8 @@ def sde_euler_maruyama(task, lr: float, t1: float, *, keys: PRNGKeyArray, weight
         raise ValueError(f"substeps must be an int >= 1, got {substeps!r}")
     dt = lr / substeps
     grid = _em_grid(ts, t1, dt)
-    params, static, is_table = _seed_params(task, keys, model)
-    mod_shape = _unbatched(params).weight.shape if (modified_drift and is_table) else None
-    pool_batches = _pool_of(task, pool_key, batch_size, pool)
-    dtype = task.dtype
-    n_plain = jnp.asarray(np.diff(grid, prepend=0), jnp.int32)
-    norms, final = _scan_paths(params, static, task, pool_batches, get_loss(loss), jnp.asarray(lr, dtype),
-                               jnp.asarray(weight_decay, dtype), jnp.asarray(dt, dtype), _noise_keys(keys, _EM_TAG),
-                               n_plain, "em", mod_shape)
+    norms, final = _run(task, keys, model, pool_key, batch_size, pool, loss, lr, weight_decay, dt, grid, _EM_TAG, "em",
+                        modified_drift=modified_drift)
     return NormPaths(grid * dt, grid, norms, final)
 
 

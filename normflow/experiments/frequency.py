@@ -138,14 +138,7 @@ def main(argv=None):
     results, timings = {}, {}
 
     def check(run, name, labels):
-        bad = np.asarray(run.diverged_step)
-        if np.any(bad >= 0):
-            c = int(np.argmax(bad >= 0))
-            msg = (f"{name} ({labels[c]}) diverged (NaN/Inf) at step {int(bad[c]) + 1}, "
-                   f"concept {int(np.asarray(run.diverged_concept)[c])}")
-            e = cli.Diverged(msg)
-            e.path = out.write({"message": msg, "optimizer": name, "config": labels[c]}, status="diverged")
-            raise e
+        cli.stop_if_sweep_diverged(run, out, name=name, labels=labels)
 
     # AdamW, both β₂ in one compiled program (a vmap over β₂); same init and minibatches.
     t0 = time.time()

@@ -194,15 +194,8 @@ def main(argv=None):
         # ONE compiled program for the whole λ grid: a vmap over λ (same init, same minibatches).
         run = nf.sweep(task, name, lr=lr, weight_decay=lams, b1=args.b1, b2=args.b2, keys=k_run, steps=steps,
                        batch_size=args.batch_size, save_steps=s)
-        bad = np.asarray(run.diverged_step)
-        if np.any(bad >= 0):
-            c = int(np.argmax(bad >= 0))
-            msg = (f"{name} (lr={lr:g}, weight_decay={lams[c]:g}) diverged (NaN/Inf) at step {int(bad[c]) + 1}, "
-                   f"concept {int(np.asarray(run.diverged_concept)[c])}")
-            e = cli.Diverged(msg)
-            e.path = out.write({"message": msg, "optimizer": name, "diverged_lambda": float(lams[c]),
-                                "diverged_step": int(bad[c]) + 1}, status="diverged")
-            raise e
+        cli.stop_if_sweep_diverged(run, out, name=name, labels=[f"lr={lr:g}, weight_decay={l:g}" for l in lams],
+                                   diverged_lambda=[float(l) for l in lams])
         se = jax.vmap(lambda m: nf.source_energy(m, task, key=k_se, batch_size=args.batch_size,
                                                  num_batches=args.se_batches))(run.model)
         results[name] = analyse(name, run, se, task, lr, lams, np.asarray(run.steps[0]), w0, args.batch_size,

@@ -82,17 +82,8 @@ def resolve(args):
         args.steps = min(args.steps, 1000)
         args.adam_steps = min(args.adam_steps, 2000)
         args.seeds = min(args.seeds, 1)
-    if args.optimizers is None:
-        names = list(QUICK_OPTIMIZERS if args.quick else OPTIMIZERS)
-    else:
-        names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
-        bad = [n for n in names if n not in OPTIMIZERS]
-        if bad or not names:
-            raise cli.UsageError(f"--optimizers: unknown optimizer {bad[0] if bad else args.optimizers!r}; "
-                                 f"valid: {', '.join(OPTIMIZERS)}")
-        if len(set(names)) != len(names):
-            raise cli.UsageError(f"--optimizers: repeated name in {args.optimizers!r}")
-    args.optimizers = names
+    args.optimizers = cli.name_list(args.optimizers, list(OPTIMIZERS), flag="--optimizers", what="optimizer",
+                                    default=QUICK_OPTIMIZERS if args.quick else OPTIMIZERS)
     if args.se_batches is None:
         args.se_batches = 64 if args.quick else 256
     lo, hi = args.spread_range
@@ -182,14 +173,8 @@ def main(argv=None):
             t0 = time.time()
             run = nf.sweep(task, name, lr=lr, weight_decay=wd, momentum=args.momentum, b1=args.momentum, b2=_b2(name, args),
                            seeds=seeds, steps=steps, batch_size=args.batch_size, save_steps=s, n_full=256)
-            bad = np.asarray(run.diverged_step)
-            if np.any(bad >= 0):
-                c = int(np.argmax(bad >= 0))
-                msg = (f"{name} (lr={lr:g}, weight_decay={wd:g}) on the {tname} task, seed {int(seeds[c])}, diverged "
-                       f"(NaN/Inf) at step {int(bad[c]) + 1}, concept {int(np.asarray(run.diverged_concept)[c])}")
-                e = cli.Diverged(msg)
-                e.path = out.write({"message": msg, "optimizer": name, "task": tname, "table": rows}, status="diverged")
-                raise e
+            cli.stop_if_sweep_diverged(run, out, name=name, task=tname, table=rows,
+                                       labels=[f"lr={lr:g}, weight_decay={wd:g}, {tname} task, seed {int(q)}" for q in seeds])
             steps_arr = np.asarray(run.steps[0])
             rec = np.asarray(run.norms, np.float64)
             norms = rec[:, steps_arr >= w0].mean(axis=1)  # [seeds, N]

@@ -77,15 +77,8 @@ SDE_QUICK: dict[str, Any] = dict(lrs=(0.4,), t1=2.0)  # --quick: one η, a short
 def resolve(args):
     from normflow.validity import FAMILIES
 
-    if args.families is None:
-        args.families = list(QUICK_FAMILIES if args.quick else FAMILIES)
-    else:
-        names = [n.strip() for n in args.families.split(",") if n.strip()]
-        bad = [n for n in names if n not in FAMILIES]
-        if bad or not names:
-            raise cli.UsageError(f"--families: unknown map {bad[0] if bad else args.families!r}; "
-                                 f"valid: {', '.join(FAMILIES)}")
-        args.families = names
+    args.families = cli.name_list(args.families, list(FAMILIES), flag="--families", what="map",
+                                  default=QUICK_FAMILIES if args.quick else FAMILIES)
     for flag, lo in (("values", 2), ("seeds", 1), ("steps", 50), ("bins", 2), ("concepts", 16), ("se_batches", 2),
                      ("sde_seeds", 0)):
         v = getattr(args, flag)
