@@ -412,6 +412,9 @@ def test_results_record_versions_device_and_full_config(r1):
     assert cfg["steps"] == 300 and cfg["seed"] == 0 and cfg["quick"] is True
     for key in ("save_steps", "n_full", "source_energy_batches", "stat_steps", "loss"):
         assert key in cfg
+    # the run's place on the validity map (docs/theory.md §16): Adam without decay has no map
+    assert res["validity"]["inside"] is None and "no measured map for adam" in res["validity"]["message"]
+    assert res["validity"]["message"] in r1.stdout
 
 
 def _keys(obj):

@@ -239,3 +239,18 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, sim, flag, capsys):
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and flag[0] in err
     assert not out.exists() and not (tmp_path / "figs").exists()
+
+
+def test_specificity_records_each_run_on_the_validity_map(spec):
+    """docs/theory.md §16: every run is checked against its formula's shipped region; sgd and
+    adamw at the defaults on both tasks lie inside it (their concepts' p is 0.54 and 0.64, where
+    the sgd and adamw maps hold at ηλ = 5e-4)."""
+    from normflow import validity
+
+    res, _ = spec
+    for row in res["table"]:
+        for tname in ("hierarchy", "flat"):
+            v = row[tname]["validity"]
+            assert v["inside"] is True and v["map"] == row["optimizer"], (row["optimizer"], tname, v)
+            assert v["message"].startswith("validity: inside")
+    assert validity.check("sgd", lr=0.5, weight_decay=1e-3, p=[0.5]).inside is True
