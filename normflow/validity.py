@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["Family", "FAMILIES", "FamilyMap", "TASK", "measure_family", "region", "check", "check_json", "load_regions",
-           "Check", "make_task", "to_json", "from_json"]
+           "Check", "make_task", "to_json", "from_json", "all_hold_up_to"]
 
 # The map's task: a flat Zipf task whose p (per minibatch of 64) spans 0.0086 ... 1.
 TASK = dict(num_concepts=512, dim=32, zipf_exponent=1.2, spread_range=(0.1, 2.0), context_noise=0.3, batch_size=64)
@@ -166,13 +166,12 @@ def measure_family(family: Family, task, *, num_values: int = 8, seeds: Sequence
                 save_steps=save)
     steps_arr = np.asarray(run.steps[0])
     norms = np.asarray(run.norms, np.float64)  # [C, S, N]
-    bad = np.asarray(run.diverged_step) >= 0
-    blowups = [{"axis_value": float(arrays["v"][c]), "seed": int(arrays["seed"][c]),
-                "step": int(np.asarray(run.diverged_step)[c]) + 1, "concept": int(np.asarray(run.diverged_concept)[c]),
-                "p": float(np.asarray(task.frequency(batch_size))[int(np.asarray(run.diverged_concept)[c])])}
-               for c in np.flatnonzero(bad)]
-    key = jax.random.key(12345) if key is None else key
     p = np.asarray(task.frequency(batch_size), np.float64)
+    d_step, d_concept = np.asarray(run.diverged_step), np.asarray(run.diverged_concept)
+    bad = d_step >= 0
+    blowups = [{"axis_value": float(arrays["v"][c]), "seed": int(arrays["seed"][c]), "step": int(d_step[c]) + 1,
+                "concept": int(d_concept[c]), "p": float(p[int(d_concept[c])])} for c in np.flatnonzero(bad)]
+    key = jax.random.key(12345) if key is None else key
     edges = np.geomspace(p.min() * (1 - 1e-9), p.max() * (1 + 1e-9), bins + 1)
     idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
     win = steps_arr >= w0
@@ -251,7 +250,7 @@ def region(fmap: FamilyMap, tol: float = HOLDS) -> dict:
         hold = fmap.values[ok[:, b]]
         rows.append({"p": float(fmap.p[b]), "holds_at": [float(v) for v in hold],
                      "largest_holding": float(hold.max()) if hold.size else None,
-                     "all_hold_up_to": _all_up_to(fmap.values, ok[:, b])})
+                     "all_hold_up_to": all_hold_up_to(fmap.values, ok[:, b])})
     g = group(fmap.family, fmap.values, fmap.p)
     fail = np.abs(fmap.error) > tol  # a blank point (every seed diverged) neither holds nor fails
     g_max = float(g[fail].min()) if fail.any() else None
@@ -260,10 +259,11 @@ def region(fmap: FamilyMap, tol: float = HOLDS) -> dict:
             "points": int(g.size), "points_measured": int(np.isfinite(fmap.error).sum()), "points_holding": int(ok.sum())}
 
 
-def _all_up_to(values, ok_col):
-    """Largest axis value such that every smaller measured value holds too (None: the smallest fails)."""
+def all_hold_up_to(values, ok) -> float | None:
+    """The largest of the increasing ``values`` up to which every ``ok`` is True (None: the
+    first is not)."""
     best = None
-    for v, o in zip(values, ok_col):
+    for v, o in zip(values, ok):
         if not o:
             break
         best = float(v)

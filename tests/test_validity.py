@@ -87,7 +87,14 @@ def test_shipped_regions_are_the_maps_they_were_read_from():
     """normflow/_data/validity.json (a full `normflow validity` run): every map of FAMILIES, at
     least 8 x 8 points over two decades of each axis with 3 seeds, and each stored region is
     region() of its stored errors; the main job's verdict is check() of the stored map."""
+    import jax
+    import jax.numpy as jnp
+
+    import normflow as nf
+
     assert set(SHIPPED["families"]) == set(va.FAMILIES)
+    task = nf.HierarchicalTask(depth=3, branching=4, dim=32, key=jax.random.key(0), dtype=jnp.float32)
+    p_main = np.asarray(task.frequency(64))
     for name, f in SHIPPED["families"].items():
         fam = va.FAMILIES[name]
         err = np.array(f["error"], dtype=float)
@@ -96,13 +103,7 @@ def test_shipped_regions_are_the_maps_they_were_read_from():
         assert f["p"][-1] / f["p"][0] >= (5 if fam.concepts else 50), name  # adam_l2_frequent: p >= 0.05
         assert va.region(va.from_json(f)) == f["region"], name
         lr, wd = DEFAULTS[fam.optimizer]
-        import jax
-        import jax.numpy as jnp
-
-        import normflow as nf
-
-        task = nf.HierarchicalTask(depth=3, branching=4, dim=32, key=jax.random.key(0), dtype=jnp.float32)
-        c = va.check(fam.optimizer, lr=lr, weight_decay=wd, p=np.asarray(task.frequency(64)), b2=fam.b2,
+        c = va.check(fam.optimizer, lr=lr, weight_decay=wd, p=p_main, b2=fam.b2,
                      regions={"families": {name: f}})
         assert c.inside == f["main_job_default"]["inside"], name
 

@@ -162,6 +162,7 @@ def run_sde(args) -> dict:
 
     import normflow as nf
     from normflow import sde as nsde
+    from normflow import validity as va
 
     task = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(args.seed),
                                dtype=jnp.float64 if args.x64 else jnp.float32)
@@ -178,8 +179,8 @@ def run_sde(args) -> dict:
         res: dict[str, Any] = {f: np.asarray(getattr(c, f)) for f in c._fields
                                if f not in ("times", "path_sgd", "path_sde")}
         res["paths"] = {"times": c.times, "sgd": c.path_sgd, "sde": c.path_sde}
-        res["mean_holds_up_to_eps"] = _up_to(c.eps, np.abs(c.mean_rel_err) <= 0.05)
-        res["spread_holds_up_to_eps"] = _up_to(c.eps, np.abs(c.std_rel_err) <= 0.05)
+        res["mean_holds_up_to_eps"] = va.all_hold_up_to(c.eps, np.abs(c.mean_rel_err) <= 0.05)
+        res["spread_holds_up_to_eps"] = va.all_hold_up_to(c.eps, np.abs(c.std_rel_err) <= 0.05)
         out[variant] = res
     m = out["modified_drift"]
     print(f"sde vs pool SGD ({args.sde_seeds} seeds): η {', '.join(f'{x:.3g}' for x in m['lr'])}")
@@ -197,16 +198,6 @@ def run_sde(args) -> dict:
         print(f"  Diffrax solve {tm.diffrax_s * 1e3:.1f} ms, lax.scan EM {tm.scan_s * 1e3:.1f} ms (same dt {tm.dt:g}, "
               f"{tm.steps} steps); final mean norm differs by {100 * tm.rel_diff:+.1f}% ± {100 * tm.diff_se:.1f}%")
     return out
-
-
-def _up_to(eps, ok):
-    """Largest ε up to which every smaller measured ε holds (None: the smallest fails)."""
-    best = None
-    for e, o in zip(np.asarray(eps), np.asarray(ok)):
-        if not o:
-            break
-        best = float(e)
-    return best
 
 
 def plot_sde(sde, out):
