@@ -31,13 +31,14 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 __all__ = [
     "UsageError", "Diverged", "make_parser", "add_task_args", "add_optimizer_args", "parse_args", "Output",
     "run_main", "atomic_write_text", "atomic_write_json", "atomic_savefig", "run_metadata", "progress_callback",
     "MAX_CONCEPTS", "MAX_SEED", "check_diverged", "EXIT_OK", "EXIT_DIVERGED", "EXIT_USAGE", "EXIT_INTERRUPTED",
-    "EXIT_TERMINATED", "check_optimizer", "num_concepts",
+    "EXIT_TERMINATED", "check_optimizer", "num_concepts", "Rule", "at_least", "POSITIVE", "FRACTION", "OPEN_FRACTION",
+    "check_flags", "add_measure_args", "resolve_quick",
 ]
 
 MAX_CONCEPTS = 20_000  # cap on depth/branching so a typo does not allocate a huge tree
@@ -129,6 +130,24 @@ def add_optimizer_args(p: argparse.ArgumentParser, *, optimizer: str | None, ste
     p.add_argument("--batch-size", type=int, default=batch_size, help="minibatch size")
 
 
+def add_measure_args(p: argparse.ArgumentParser, *, window: float | None, se_batches: tuple[int, int],
+                     what: str = "the source statistics at the end") -> None:
+    """``--window`` (the averaged fraction at the end of a run; skipped when ``window`` is None)
+    and ``--se-batches`` (minibatches per source-statistics measurement, ``se_batches = (full,
+    quick)``; the flag's default is None until :func:`resolve_quick` fills it)."""
+    if window is not None:
+        p.add_argument("--window", type=float, default=window, help="fraction of the run (at the end) averaged")
+    p.add_argument("--se-batches", type=int, default=None,
+                   help=f"minibatches for {what} (default {se_batches[0]}; --quick: {se_batches[1]})")
+
+
+def resolve_quick(args: argparse.Namespace, **sizes: tuple[Any, Any]) -> None:
+    """Fills each flag left at None with its full or ``--quick`` value: ``name=(full, quick)``."""
+    for name, (full, quick) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
 def task_from_args(args: argparse.Namespace, n_keys: int):
     """The sims' common start: split ``jax.random.key(args.seed)`` into ``n_keys`` keys, build
     ``HierarchicalTask(depth, branching, dim)`` in float64 under ``--x64`` (else float32) from
@@ -180,6 +199,36 @@ def name_list(text: str | None, valid, *, flag: str, what: str, default) -> list
     if len(set(names)) != len(names):
         raise UsageError(f"{flag}: repeated name in {text!r}")
     return names
+
+
+class Rule(NamedTuple):
+    """A flag's check: ``ok(value)`` must hold, else the one-line error says ``why``."""
+
+    ok: Callable[[Any], bool]
+    why: str
+
+
+def at_least(n) -> Rule:
+    """``value >= n`` (counts: steps, seeds, batches)."""
+    return Rule(lambda v: v >= n, f"must be >= {n}")
+
+
+POSITIVE = Rule(lambda v: math.isfinite(v) and v > 0, "must be > 0")
+FRACTION = Rule(lambda v: 0 <= v < 1, "must be in [0, 1)")  # momenta, β's, warm-up fractions
+OPEN_FRACTION = Rule(lambda v: 0 < v < 1, "must be in (0, 1)")  # averaging windows
+
+
+def check_flags(args: argparse.Namespace, **rules: Rule) -> None:
+    """Checks each flag (by its ``dest`` name) against its :class:`Rule`, in order; the first
+    that fails raises :class:`UsageError` ``"--flag: why, got value"``. A flag left at None
+    (a default filled in later) is skipped.
+
+    **Arguments:** ``args``, the parsed flags; ``rules``, ``dest=Rule``.
+    """
+    for name, rule in rules.items():
+        v = getattr(args, name)
+        if v is not None and not rule.ok(v):
+            raise UsageError(f"--{name.replace('_', '-')}: {rule.why}, got {v}")
 
 
 def check_optimizer(args: argparse.Namespace) -> None:

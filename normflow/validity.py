@@ -25,7 +25,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Family", "FAMILIES", "FamilyMap", "TASK", "measure_family", "region", "check", "check_json", "load_regions",
+__all__ = ["Family", "FAMILIES", "PATH_FAMILIES", "FamilyMap", "TASK", "measure_family", "region", "check", "check_json", "load_regions",
            "Check", "make_task", "to_json", "from_json", "all_hold_up_to"]
 
 # The map's task: a flat Zipf task whose p (per minibatch of 64) spans 0.0086 ... 1.
@@ -57,6 +57,7 @@ class Family(NamedTuple):
     steps: int = 6000
     concepts: int | None = None  # the task's size and Zipf exponent where they differ from TASK
     zipf_exponent: float | None = None
+    stats: int = 0  # > 0: a path formula, its source statistics measured at this many log-spaced steps
 
 
 FAMILIES = {f.name: f for f in (
@@ -76,7 +77,16 @@ FAMILIES = {f.name: f for f in (
     Family("lion", "lion", "§12", "eta_lambda", 2e-4, 2e-2, lr=0.001, b2=0.99, steps=20000),
 )}
 
-AXIS_LABEL = {"eta_lambda": "ηλ (decay per step)", "one_minus_b2": "1 - β₂ (second-moment forgetting per step)",
+# Path formulas (no decay, no equilibrium): the learning rate is the swept group, the source
+# statistics are measured along each run, the error is the largest along the path. Not in the
+# shipped regions (a separate run: ``normflow validity --families gd,sgd_imprint,adam``).
+PATH_FAMILIES = {f.name: f for f in (
+    Family("gd", "gd", "§4", "lr", 0.1, 10.0, lr=0.5, steps=3000, stats=8),
+    Family("sgd_imprint", "sgd", "§5", "lr", 0.1, 10.0, lr=0.5, steps=3000, stats=12),
+    Family("adam", "adam", "§8.3", "lr", 1e-3, 1e-1, lr=0.01, steps=3000, stats=24),
+)}
+
+AXIS_LABEL = {"lr": "η (learning rate, no decay)", "eta_lambda": "ηλ (decay per step)", "one_minus_b2": "1 - β₂ (second-moment forgetting per step)",
               "one_minus_momentum": "1 - β (momentum forgetting per step)"}
 
 
@@ -86,7 +96,9 @@ def hyperparameters(family: Family, values) -> dict[str, np.ndarray]:
     hp = dict(lr=np.full_like(v, family.lr), weight_decay=np.full_like(v, family.weight_decay),
               momentum=np.full_like(v, family.momentum), b1=np.full_like(v, family.momentum),
               b2=np.full_like(v, family.b2))
-    if family.axis == "eta_lambda":
+    if family.axis == "lr":
+        hp["lr"] = v
+    elif family.axis == "eta_lambda":
         hp["weight_decay"] = v / family.lr
     elif family.axis == "one_minus_b2":
         hp["b2"] = 1.0 - v
@@ -158,6 +170,8 @@ def measure_family(family: Family, task, *, num_values: int = 8, seeds: Sequence
 
     steps = family.steps if steps is None else int(steps)
     values = np.geomspace(family.lo, family.hi, num_values)
+    if family.stats:
+        return _measure_path(family, task, values, seeds, steps, bins, se_batches, batch_size, key)
     arrays, _ = grid(v=values, seed=np.asarray(seeds))
     hp = hyperparameters(family, arrays["v"])
     w0 = int(round((1 - WINDOW) * steps))
@@ -207,26 +221,105 @@ def measure_family(family: Family, task, *, num_values: int = 8, seeds: Sequence
                              b2=float(hp["b2"][c]))
         th[a] = np.asarray(theory.predict(family.optimizer, ctx).norms, np.float64)[win].mean(0)
     th = np.broadcast_to(th[:, None], obs.shape)
-    err = np.full((num_values, bins), np.nan)
-    med, worst, spread = (np.full((num_values, bins), np.nan) for _ in range(3))
+    err, med, worst, spread, counts, pb = _bin_errors(obs[:, :, None], th[:, :, None], p, idx, bins)
+    return FamilyMap(family, values, pb, edges, err, med, worst, spread, counts,
+                     bad.reshape(num_values, n_seed).any(1), steps, n_seed, blowups)
+
+
+PATH_START = 0.01  # a path formula is compared at the recorded steps from 1 % of the run on
+
+
+def _measure_path(family, task, values, seeds, steps, bins, se_batches, batch_size, key) -> FamilyMap:
+    """A path formula's map (docs/theory.md §4, §5, §8.3): each (axis value, seed) is one
+    :func:`normflow.train` split at ``family.stats`` log-spaced steps, where the source
+    statistics are measured (the formula needs them along the run, as the main job does); the
+    chunked program is compiled once and reused for every value (the hyperparameters are
+    traced). The prediction is per run, from its own statistics; the error is the largest along
+    the path (recorded steps from :data:`PATH_START` of the run on)."""
+    import jax
+
+    from . import theory
+    from .flows import modified_flow
+    from .measure import source_energy
+    from .train import train
+    from .trajectory import log_steps
+
+    hp = hyperparameters(family, values)
+    stat_steps = np.unique(np.geomspace(2, steps, family.stats).round().astype(int))
+    save = np.union1d(log_steps(steps, 48), stat_steps)
+    path = save >= PATH_START * steps
+    p = np.asarray(task.frequency(batch_size), np.float64)
+    key = jax.random.key(12345) if key is None else key
+    n_full = 256
+    obs = np.full((len(values), len(seeds), int(path.sum()), p.size), np.nan)
+    th = np.full_like(obs, np.nan)
+    blowups, bad = [], np.zeros(len(values), bool)
+    for a in range(len(values)):
+        lr = float(hp["lr"][a])
+        for j, seed in enumerate(seeds):
+            k_run, k_se = jax.random.key(int(seed)), jax.random.fold_in(key, a * len(seeds) + j)
+            marks = []
+
+            def on_chunk(step, model):
+                se = source_energy(model, task, key=jax.random.fold_in(k_se, step), batch_size=batch_size,
+                                   num_batches=se_batches)
+                marks.append((step, *(np.asarray(x, np.float64) for x in (se.pw2, se.mean_sq, se.var, se.energy_var))))
+
+            run = train(task, family.optimizer, lr=lr, weight_decay=float(hp["weight_decay"][a]), steps=steps,
+                        batch_size=batch_size, key=k_run, momentum=float(hp["momentum"][a]), b1=float(hp["b1"][a]),
+                        b2=float(hp["b2"][a]), save_steps=save, n_full=n_full, callback=on_chunk,
+                        chunks=stat_steps[stat_steps < steps])
+            norms = np.asarray(run.norms, np.float64)
+            if run.diverged:
+                bad[a] = True
+                c = int(run.diverged_concept)
+                blowups.append({"axis_value": float(values[a]), "seed": int(seed), "step": int(run.diverged_step) + 1,
+                                "concept": c, "p": float(p[c])})
+                continue
+            ts = np.asarray(run.times, float)
+            flow = (lambda: modified_flow(task, lr, lr * steps, key=k_run, n_samples=n_full, ts=ts, rtol=1e-6,
+                                          atol=1e-8).norms) if family.optimizer == "gd" else None
+            st = {f: np.stack([m[i] for m in marks]) for i, f in ((1, "pw2"), (2, "mean_sq"), (3, "var"),
+                                                                   (4, "energy_var"))}
+            ctx = theory.Context(steps=save, r0=norms[0], stat_steps=np.array([m[0] for m in marks]),
+                                 p=np.broadcast_to(p, st["pw2"].shape), **st, dim=task.dim, lr=lr,
+                                 weight_decay=float(hp["weight_decay"][a]), total_steps=steps,
+                                 momentum=float(hp["momentum"][a]), b1=float(hp["b1"][a]), b2=float(hp["b2"][a]),
+                                 flow=flow)
+            obs[a, j] = norms[path]
+            th[a, j] = np.asarray(theory.predict(family.optimizer, ctx).norms, np.float64)[path]
+    edges = np.geomspace(p.min() * (1 - 1e-9), p.max() * (1 + 1e-9), bins + 1)
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    err, med, worst, spread, counts, pb = _bin_errors(obs, th, p, idx, bins)
+    return FamilyMap(family, values, pb, edges, err, med, worst, spread, counts, bad, steps, len(seeds), blowups)
+
+
+def _bin_errors(obs, th, p, idx, bins):
+    """Per (axis value, p bin): the relative error of the bin's mean norm (seed-averaged), the
+    median and largest per-concept |error|, and the spread of single seeds' errors, from
+    ``obs``/``th [A, seeds, T, N]`` (NaN rows: diverged seeds). Over the ``T`` compared times
+    (one for an equilibrium, the path's steps for a path formula) each is the one of largest
+    size."""
+    a_n = obs.shape[0]
+    err, med, worst, spread = (np.full((a_n, bins), np.nan) for _ in range(4))
     counts = np.bincount(idx, minlength=bins)
     pb = np.array([np.exp(np.mean(np.log(p[idx == b]))) if counts[b] else np.nan for b in range(bins)])
-    for a in range(num_values):
+    worst_of = lambda e: e[np.argmax(np.abs(e))]
+    for a in range(a_n):
+        alive = ~np.isnan(obs[a]).any(axis=(1, 2))
+        if not alive.any() or np.isnan(th[a][alive]).any():
+            continue
         for b in range(bins):
             m = idx == b
             if not m.any():
                 continue
-            alive = ~np.isnan(obs[a]).any(axis=1)
-            if not alive.any() or np.isnan(th[a][0]).any():
-                continue
-            o, t = obs[a][alive][:, m], th[a][alive][:, m]
-            err[a, b] = o.mean() / t.mean() - 1
-            per_concept = np.abs(o.mean(0) / t.mean(0) - 1)
+            o, t = obs[a][alive][..., m], th[a][alive][..., m]  # [seeds, T, concepts]
+            err[a, b] = worst_of(o.mean((0, 2)) / t.mean((0, 2)) - 1)
+            per_concept = np.abs(o.mean(0) / t.mean(0) - 1).max(0)
             med[a, b], worst[a, b] = np.median(per_concept), per_concept.max()
-            per_seed = o.mean(1) / t.mean(1) - 1
-            spread[a, b] = per_seed.max() - per_seed.min()
-    return FamilyMap(family, values, pb, edges, err, med, worst, spread, counts,
-                     bad.reshape(num_values, n_seed).any(1), steps, n_seed, blowups)
+            per_seed = o.mean(2) / t.mean(2) - 1  # [seeds, T]
+            spread[a, b] = np.max(per_seed.max(0) - per_seed.min(0))
+    return err, med, worst, spread, counts, pb
 
 
 def group(family: Family, values, p):
@@ -299,6 +392,8 @@ class Check(NamedTuple):
 
 
 def _axis_value(family: dict, hp: dict) -> float:
+    if family["axis"] == "lr":
+        return hp["lr"]
     if family["axis"] == "eta_lambda":
         return hp["lr"] * hp["weight_decay"]
     if family["axis"] == "one_minus_b2":
@@ -373,7 +468,7 @@ def from_json(d: dict) -> FamilyMap:
     """The :class:`FamilyMap` of a stored map (:func:`to_json`'s output; per-concept summaries
     and seed spreads as stored, NaN where blank)."""
     arr = lambda k: np.array(d[k], dtype=float)
-    return FamilyMap(FAMILIES[d["name"]], np.asarray(d["values"], float), np.asarray(d["p"], float),
+    return FamilyMap({**FAMILIES, **PATH_FAMILIES}[d["name"]], np.asarray(d["values"], float), np.asarray(d["p"], float),
                      np.asarray(d["p_edges"], float), arr("error"), arr("median_abs_error"), arr("worst_abs_error"),
                      arr("seed_spread"), np.asarray(d["concepts_per_bin"]), np.asarray(d["diverged"], bool), d["steps"],
                      d["seeds"], list(d.get("blowups", [])))

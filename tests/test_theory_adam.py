@@ -207,3 +207,23 @@ def test_adam_l2_direct_simulation(w2):
                                  0.999, dim=d, kind="l2")
     assert np.sqrt(R2[T // 2:].mean()) == pytest.approx(np.sqrt(np.asarray(xs)[-1, 0]), rel=0.02)
     assert np.sqrt((th[T // 2:] ** 2).mean()) == pytest.approx(np.arcsin(np.sqrt(np.asarray(s2)[-1, 0])), rel=0.03)
+
+
+def test_free_recursion_with_no_energy_yet_takes_no_step():
+    """A concept whose measured pW² is 0 for the first steps (not drawn in the statistics'
+    minibatches) stays at R₀ until energy arrives, as Adam's 0/(0+eps) step does, and then
+    follows the NumPy loop started there (no 0/0)."""
+    T = 40
+    pw2 = np.where(np.arange(T)[:, None] < 10, 0.0, 0.02) * np.ones((1, 2))
+    fac = np.ones_like(pw2)
+    xs, _ = theory.adam_moments(np.array([1.0, 0.5]), pw2, fac, np.full(T, 1e-2), 0.0, 0.9, 0.99, dim=8, kind="free")
+    xs = np.asarray(xs)
+    np.testing.assert_array_equal(xs[:10], np.broadcast_to([1.0, 0.25], (10, 2)))
+    # from step 10 on: the loop with ν = 0 carried over, bias correction at the absolute step
+    X, nu, ref = np.array([1.0, 0.25]), np.zeros(2), []
+    for k in range(10, T):
+        E = pw2[k] / X
+        nu = 0.99 * nu + 0.01 * E
+        X = X + 1e-4 * 8 * E / (nu / (1 - 0.99 ** (k + 1)))
+        ref.append(X)
+    np.testing.assert_allclose(xs[10:], np.array(ref), rtol=1e-12)

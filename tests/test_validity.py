@@ -181,3 +181,30 @@ def test_theory_page_quotes_the_shipped_maps(text, value, rounding):
     quoted = float(re.findall(r"[−+-]?\d+(?:\.\d+)?", text.replace("−", "-"))[-1 if "β" in text else 0])
     v = value()
     assert abs(v - quoted) <= rounding + 1e-12, (text, v)
+
+
+def test_path_errors_are_the_largest_along_the_path():
+    """_bin_errors over T compared times: the signed error of largest size, per concept the
+    largest, against a direct computation on a 2-bin, 3-time toy map."""
+    p = np.array([0.1, 0.1, 0.5, 0.5])
+    idx = np.array([0, 0, 1, 1])
+    th = np.ones((1, 2, 3, 4))
+    obs = th.copy()
+    obs[0, :, 1, :2] = 0.9   # bin 0 misses by -10 % at t = 1
+    obs[0, :, 2, :2] = 1.05  # and +5 % at t = 2
+    obs[0, 0, 0, 2] = 1.2    # seed 0, concept 2: +20 % at t = 0; seed 1 is exact
+    err, med, worst, spread, counts, pb = va._bin_errors(obs, th, p, idx, 2)
+    np.testing.assert_allclose(err[0], [-0.10, 0.05])
+    np.testing.assert_allclose(worst[0], [0.10, 0.10])
+    np.testing.assert_allclose(spread[0], [0.0, 0.10])
+    np.testing.assert_array_equal(counts, [2, 2])
+    np.testing.assert_allclose(pb, [0.1, 0.5])
+
+
+def test_path_maps_span_two_decades_around_the_main_jobs_learning_rate():
+    for f in va.PATH_FAMILIES.values():
+        assert f.axis == "lr" and f.weight_decay == 0 and f.stats > 0, f.name
+        assert f.hi / f.lo >= 100 - 1e-9, f.name
+        lr, wd = DEFAULTS[f.optimizer]
+        assert wd == 0 or f.optimizer == "sgd", f.name
+        assert f.lo <= lr <= f.hi, f.name

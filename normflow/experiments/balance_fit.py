@@ -68,21 +68,11 @@ def build_parser():
 
 
 def _check(args):
-    for name in ("num_concepts", "hidden", "steps", "batch_size", "checkpoints", "num_batches"):
-        if getattr(args, name) < 1:
-            raise cli.UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
-    if args.num_concepts < 3:
-        raise cli.UsageError(f"--num-concepts: need >= 3 concepts for a fit, got {args.num_concepts}")
-    if args.num_batches < 2:
-        raise cli.UsageError(f"--num-batches: must be >= 2, got {args.num_batches}")
-    for name in ("table_lr", "table_wd", "net_lr", "net_wd"):
-        v = getattr(args, name)
-        if not (np.isfinite(v) and v > 0):
-            raise cli.UsageError(f"--{name.replace('_', '-')}: must be > 0, got {v}")
-    if not (np.isfinite(args.zipf) and args.zipf >= 0):
-        raise cli.UsageError(f"--zipf: must be >= 0, got {args.zipf}")
-    if not 0 < args.window < 1:
-        raise cli.UsageError(f"--window: must be in (0, 1), got {args.window}")
+    cli.check_flags(args, num_concepts=cli.Rule(lambda v: v >= 3, "need >= 3 concepts for a fit"),
+                    hidden=cli.at_least(1), steps=cli.at_least(1), batch_size=cli.at_least(1),
+                    checkpoints=cli.at_least(1), num_batches=cli.at_least(2), table_lr=cli.POSITIVE,
+                    table_wd=cli.POSITIVE, net_lr=cli.POSITIVE, net_wd=cli.POSITIVE,
+                    zipf=cli.Rule(lambda v: np.isfinite(v) and v >= 0, "must be >= 0"), window=cli.OPEN_FRACTION)
     if args.steps * args.window < args.checkpoints:
         raise cli.UsageError(f"--checkpoints {args.checkpoints}: more than the {int(args.steps * args.window)} steps in the window")
 

@@ -55,38 +55,20 @@ def build_parser():
     p.add_argument("--sgd-weight-decay", type=float, default=DEFAULTS["sgd"][1], help="SGD λ")
     p.add_argument("--b1", type=float, default=0.9, help="AdamW β1")
     p.add_argument("--init-norm", type=float, default=1.0, help="initial norm of every row")
-    p.add_argument("--window", type=float, default=0.4, help="fraction of the run (at the end) averaged")
     p.add_argument("--bins", type=int, default=None, help="log-spaced p bins (default 16; --quick: 10)")
-    p.add_argument("--se-batches", type=int, default=None,
-                   help="minibatches for SGD's source energy at the end (default 4096; --quick: 1024)")
+    cli.add_measure_args(p, window=0.4, se_batches=(4096, 1024), what="SGD's source energy at the end")
     return p
 
 
 def resolve(args):
-    q = args.quick
-    args.concepts = args.concepts or (256 if q else 1024)
-    args.steps = args.steps or (3000 if q else 16000)
-    args.bins = args.bins or (10 if q else 16)
-    args.se_batches = args.se_batches or (1024 if q else 4096)
+    cli.resolve_quick(args, concepts=(1024, 256), steps=(16000, 3000), bins=(16, 10), se_batches=(4096, 1024))
     lo, hi = args.spread_range
-    checks = [
-        ("--concepts", args.concepts >= 16, "must be >= 16"),
-        ("--zipf-exponent", np.isfinite(args.zipf_exponent) and args.zipf_exponent > 0, "must be > 0"),
-        ("--spread-range", np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi, "need 0 <= LO <= HI"),
-        ("--adamw-lr", np.isfinite(args.adamw_lr) and args.adamw_lr > 0, "must be > 0"),
-        ("--sgd-lr", np.isfinite(args.sgd_lr) and args.sgd_lr > 0, "must be > 0"),
-        ("--adamw-weight-decay", np.isfinite(args.adamw_weight_decay) and args.adamw_weight_decay > 0, "must be > 0"),
-        ("--sgd-weight-decay", np.isfinite(args.sgd_weight_decay) and args.sgd_weight_decay > 0, "must be > 0"),
-        ("--b1", 0 <= args.b1 < 1, "must be in [0, 1)"),
-        ("--init-norm", np.isfinite(args.init_norm) and args.init_norm > 0, "must be > 0"),
-        ("--window", 0 < args.window < 1, "must be in (0, 1)"),
-        ("--bins", args.bins >= 5, "must be >= 5"),
-        ("--se-batches", args.se_batches >= 2, "must be >= 2"),
-        ("--steps", args.steps >= 10, "must be >= 10"),
-    ]
-    for flag, ok, why in checks:
-        if not ok:
-            raise cli.UsageError(f"{flag}: {why}, got {getattr(args, flag[2:].replace('-', '_'))}")
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+        raise cli.UsageError(f"--spread-range: need 0 <= LO <= HI, got {lo:g} {hi:g}")
+    cli.check_flags(args, concepts=cli.at_least(16), zipf_exponent=cli.POSITIVE, adamw_lr=cli.POSITIVE,
+                    sgd_lr=cli.POSITIVE, adamw_weight_decay=cli.POSITIVE, sgd_weight_decay=cli.POSITIVE,
+                    b1=cli.FRACTION, init_norm=cli.POSITIVE, window=cli.OPEN_FRACTION, bins=cli.at_least(5),
+                    se_batches=cli.at_least(2), steps=cli.at_least(10))
     args.spread_range = [lo, hi]
 
 

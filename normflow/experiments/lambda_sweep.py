@@ -54,9 +54,7 @@ def build_parser():
                         f"{QUICK['adamw_lambdas'][0]:g} {QUICK['adamw_lambdas'][1]:g})")
     p.add_argument("--b1", type=float, default=0.9, help="AdamW β1")
     p.add_argument("--b2", type=float, default=0.999, help="AdamW β2")
-    p.add_argument("--window", type=float, default=0.4, help="fraction of the run (at the end) averaged as equilibrium")
-    p.add_argument("--se-batches", type=int, default=None,
-                   help="minibatches for the source statistics at the end (default 512; --quick: 128)")
+    cli.add_measure_args(p, window=0.4, se_batches=(512, QUICK["se_batches"]))
     return p
 
 
@@ -68,26 +66,14 @@ def resolve(args):
         args.num_lambdas = min(args.num_lambdas, QUICK["num_lambdas"])
     args.sgd_lambdas = list(args.sgd_lambdas or (QUICK["sgd_lambdas"] if args.quick else SGD_LAMBDAS))
     args.adamw_lambdas = list(args.adamw_lambdas or (QUICK["adamw_lambdas"] if args.quick else ADAMW_LAMBDAS))
-    if args.se_batches is None:
-        args.se_batches = QUICK["se_batches"] if args.quick else 512
-    for flag, v in (("--sgd-lr", args.sgd_lr), ("--adamw-lr", args.adamw_lr)):
-        if not (np.isfinite(v) and v > 0):
-            raise cli.UsageError(f"{flag}: must be a finite number > 0, got {v}")
+    cli.resolve_quick(args, se_batches=(512, QUICK["se_batches"]))
     for flag, (lo, hi) in (("--sgd-lambdas", args.sgd_lambdas), ("--adamw-lambdas", args.adamw_lambdas)):
         if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
             raise cli.UsageError(f"{flag}: need 0 < LO < HI, got {lo:g} {hi:g}")
-    if args.num_lambdas < 2:
-        raise cli.UsageError(f"--num-lambdas: must be >= 2, got {args.num_lambdas}")
-    for flag, v in (("--b1", args.b1), ("--b2", args.b2)):
-        if not 0 <= v < 1:
-            raise cli.UsageError(f"{flag}: must be in [0, 1), got {v}")
-    if not 0 < args.window < 1:
-        raise cli.UsageError(f"--window: must be in (0, 1), got {args.window}")
-    if args.se_batches < 2:
-        raise cli.UsageError(f"--se-batches: must be >= 2, got {args.se_batches}")
+    cli.check_flags(args, sgd_lr=cli.POSITIVE, adamw_lr=cli.POSITIVE, num_lambdas=cli.at_least(2), b1=cli.FRACTION,
+                    b2=cli.FRACTION, window=cli.OPEN_FRACTION, se_batches=cli.at_least(2), steps=cli.at_least(1),
+                    adamw_steps=cli.at_least(1))
     for flag, n in (("--steps", args.steps), ("--adamw-steps", args.adamw_steps)):
-        if not n > 0:
-            raise cli.UsageError(f"{flag}: must be > 0, got {n}")
         if int(n * (1 - args.window)) < 1 or int(n * args.window) < 4:
             raise cli.UsageError(f"{flag} {n} is too short for --window {args.window}")
 

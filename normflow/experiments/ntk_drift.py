@@ -49,13 +49,8 @@ def build_parser():
 
 
 def _check(args):
-    for name in ("num_concepts", "hidden", "n_samples", "evals"):
-        if getattr(args, name) < 2:
-            raise cli.UsageError(f"--{name.replace('_', '-')}: must be >= 2, got {getattr(args, name)}")
-    for name in ("t1", "rtol", "atol"):
-        v = getattr(args, name)
-        if not (np.isfinite(v) and v > 0):
-            raise cli.UsageError(f"--{name}: must be > 0, got {v}")
+    cli.check_flags(args, num_concepts=cli.at_least(2), hidden=cli.at_least(2), n_samples=cli.at_least(2),
+                    evals=cli.at_least(2), t1=cli.POSITIVE, rtol=cli.POSITIVE, atol=cli.POSITIVE)
     if args.rtol >= 1e-2:
         raise cli.UsageError(f"--rtol: must be < 1e-2 for a meaningful check, got {args.rtol}")
 

@@ -53,9 +53,7 @@ def main(argv=None):
     if args.b2 is None:
         args.b2 = 0.99 if name == "lion" else 0.999
     cli.check_optimizer(args)
-    for flag, v in (("--momentum", args.momentum), ("--b2", args.b2)):
-        if not 0 <= v < 1:
-            raise cli.UsageError(f"{flag}: must be in [0, 1), got {v}")
+    cli.check_flags(args, momentum=cli.FRACTION, b2=cli.FRACTION)
     out = cli.Output(args, f"ode_vs_{name}")
     se_batches = 64 if args.quick else 128
     n_full = 256

@@ -74,14 +74,8 @@ def _check(args, configs):
 
     for name, lr, wd in configs:
         check_optimizer_args(name, lr, wd, args.steps, args.batch_size)
-    if args.docs_per_leaf < 1:
-        raise cli.UsageError(f"--docs-per-leaf: must be >= 1, got {args.docs_per_leaf}")
-    if args.docs_per_node < 0:
-        raise cli.UsageError(f"--docs-per-node: must be >= 0, got {args.docs_per_node}")
-    if args.k < 1:
-        raise cli.UsageError(f"--k: must be >= 1, got {args.k}")
-    if not 0 <= args.momentum < 1:
-        raise cli.UsageError(f"--momentum: must be in [0, 1), got {args.momentum}")
+    cli.check_flags(args, docs_per_leaf=cli.at_least(1), docs_per_node=cli.at_least(0), k=cli.at_least(1),
+                    momentum=cli.FRACTION)
     if not (np.isfinite(args.alpha_min) and np.isfinite(args.alpha_max) and args.alpha_min < 0 < args.alpha_max):
         raise cli.UsageError(f"--alpha-min/--alpha-max: need alpha-min < 0 < alpha-max, got {args.alpha_min}, {args.alpha_max}")
     if not (np.isfinite(args.alpha_step) and 0 < args.alpha_step <= min(-args.alpha_min, args.alpha_max)):
@@ -131,6 +125,19 @@ def _train_group(corpus, model, name, cs, args, key):
         return [jax.tree_util.tree_map(lambda a: a[i] if eqx.is_array(a) and a.ndim else a, run) for i in range(len(cs))]
     return [nf.train(corpus, name, lr=lr, weight_decay=wd, momentum=args.momentum, b1=args.momentum, key=key, **common)
             for _, lr, wd in cs]
+
+
+def _alpha_panel(ax, alphas, lines, ylim, *, xlabel, ylabel, title, fontsize):
+    """NDCG against α relative to cosine's: one solid line per ``(values, color, label)``."""
+    for values, color, label in lines:
+        ax.plot(alphas, values, "-", color=color, lw=2, label=label)
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.axvline(0.0, color="gray", lw=0.8, ls=":")
+    ax.set_ylim(ylim[0] - 0.02, ylim[1] + 0.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=fontsize, loc="lower center")
 
 
 def main(argv=None):
@@ -315,18 +322,12 @@ def _figure(out, args, runs, alphas, levels, verdict):
     ymin = max(min(min(np.nanmin(c) for c in curves), 0.9), 0.4)  # very low tails (large α > 0) are cut
     ymax = max(max(np.nanmax(c) for c in curves), 1.05)
     for j, enc in enumerate(encs):
-        ax = axes[0, j]
-        for r in (r for r in runs if r["encoder"] == enc):
-            ax.plot(alphas, r["normalised"], "-", color=colors[r["label"]], lw=2,
-                    label=f"{r['label']}: {100 * r['best_gain']:+.1f}% at α={r['best_alpha']:+.1f} "
-                          f"(shuffled norms: {100 * r['null_gain']['q95']:.1f}%)")
-        ax.axhline(1.0, color="gray", lw=0.8)
-        ax.axvline(0.0, color="gray", lw=0.8, ls=":")
-        ax.set_ylim(ymin - 0.02, ymax + 0.02)
-        ax.set_xlabel("α  (score cos(q,d)·|d|^α; paper γ = −α)")
-        ax.set_ylabel(f"NDCG@{args.k} / NDCG@{args.k}(cosine)")
-        ax.set_title(f"all queries — {enc_title[enc]}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower center")
+        lines = [(r["normalised"], colors[r["label"]],
+                  f"{r['label']}: {100 * r['best_gain']:+.1f}% at α={r['best_alpha']:+.1f} "
+                  f"(shuffled norms: {100 * r['null_gain']['q95']:.1f}%)") for r in runs if r["encoder"] == enc]
+        _alpha_panel(axes[0, j], alphas, lines, (ymin, ymax), xlabel="α  (score cos(q,d)·|d|^α; paper γ = −α)",
+                     ylabel=f"NDCG@{args.k} / NDCG@{args.k}(cosine)", title=f"all queries — {enc_title[enc]}",
+                     fontsize=7)
     # Document norms by the depth of the document's node: measured (solid) vs theory (dashed).
     ax = axes[0, len(encs)]
     for r in main_runs:
@@ -352,17 +353,11 @@ def _figure(out, args, runs, alphas, levels, verdict):
     # Fig. 6 analog: per query depth, one panel per optimizer (main encoder).
     dcol = plt.cm.viridis(np.linspace(0, 0.85, len(levels)))
     for j, r in enumerate(main_runs):
-        ax = axes[1, j]
-        for c, pdp in zip(dcol, r["per_depth"]):
-            ax.plot(alphas, pdp["normalised"], "-", color=c, lw=2,
-                    label=f"query depth {pdp['depth']} (cos {pdp['cosine_ndcg']:.2f}): {100 * pdp['best_gain']:+.1f}% at α={pdp['best_alpha']:+.1f}")
-        ax.axhline(1.0, color="gray", lw=0.8)
-        ax.axvline(0.0, color="gray", lw=0.8, ls=":")
-        ax.set_ylim(ymin - 0.02, ymax + 0.02)
-        ax.set_xlabel("α")
-        ax.set_ylabel(f"NDCG@{args.k} / cosine, per query depth")
-        ax.set_title(f"{r['label']} — {main_enc}", fontsize=9)
-        ax.legend(fontsize=6.5, loc="lower center")
+        lines = [(pdp["normalised"], c, f"query depth {pdp['depth']} (cos {pdp['cosine_ndcg']:.2f}): "
+                  f"{100 * pdp['best_gain']:+.1f}% at α={pdp['best_alpha']:+.1f}") for c, pdp in zip(dcol, r["per_depth"])]
+        _alpha_panel(axes[1, j], alphas, lines, (ymin, ymax), xlabel="α",
+                     ylabel=f"NDCG@{args.k} / cosine, per query depth", title=f"{r['label']} — {main_enc}",
+                     fontsize=6.5)
     for j in range(len(main_runs), ncol):
         axes[1, j].axis("off")
     fig.suptitle(verdict, fontsize=8)

@@ -50,8 +50,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=64, help="minibatch size")
     p.add_argument("--chunks", type=int, default=None,
                    help="source-statistics measurements along the run (default 30; --quick: 10)")
-    p.add_argument("--se-batches", type=int, default=None,
-                   help="minibatches per source-statistics measurement (default 128; --quick: 64)")
+    cli.add_measure_args(p, window=None, se_batches=(128, 64), what="each source-statistics measurement")
     return p
 
 
@@ -59,19 +58,9 @@ def resolve(args):
     table = QUICK_STEPS if args.quick else STEPS
     args.steps = table["sgd"] if args.steps is None else args.steps
     args.adamw_steps = table["adamw"] if args.adamw_steps is None else args.adamw_steps
-    args.chunks = (10 if args.quick else 30) if args.chunks is None else args.chunks
-    args.se_batches = (64 if args.quick else 128) if args.se_batches is None else args.se_batches
-    for flag, n in (("--steps", args.steps), ("--adamw-steps", args.adamw_steps)):
-        if not n >= 10:
-            raise cli.UsageError(f"{flag}: must be >= 10, got {n}")
-    if not (np.isfinite(args.warmup) and 0 <= args.warmup < 1):
-        raise cli.UsageError(f"--warmup: must be in [0, 1), got {args.warmup}")
-    if not args.chunks >= 2:
-        raise cli.UsageError(f"--chunks: must be >= 2, got {args.chunks}")
-    if not args.se_batches >= 2:
-        raise cli.UsageError(f"--se-batches: must be >= 2, got {args.se_batches}")
-    if not args.batch_size > 0:
-        raise cli.UsageError(f"--batch-size: must be > 0, got {args.batch_size}")
+    cli.resolve_quick(args, chunks=(30, 10), se_batches=(128, 64))
+    cli.check_flags(args, steps=cli.at_least(10), adamw_steps=cli.at_least(10), warmup=cli.FRACTION,
+                    chunks=cli.at_least(2), se_batches=cli.at_least(2), batch_size=cli.at_least(1))
 
 
 def save_steps(steps: int) -> np.ndarray:

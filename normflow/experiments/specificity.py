@@ -69,9 +69,7 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=2, help="seeds per optimizer and task, vmapped (--quick: 1)")
     p.add_argument("--momentum", type=float, default=0.9, help="heavy-ball β / Adam β1")
     p.add_argument("--b2", type=float, default=0.999, help="Adam β2")
-    p.add_argument("--window", type=float, default=0.25, help="fraction of the run (at the end) averaged")
-    p.add_argument("--se-batches", type=int, default=None,
-                   help="minibatches for the source statistics at the end (default 256; --quick: 64)")
+    cli.add_measure_args(p, window=0.25, se_batches=(256, 64))
     return p
 
 
@@ -84,28 +82,17 @@ def resolve(args):
         args.seeds = min(args.seeds, 1)
     args.optimizers = cli.name_list(args.optimizers, list(OPTIMIZERS), flag="--optimizers", what="optimizer",
                                     default=QUICK_OPTIMIZERS if args.quick else OPTIMIZERS)
-    if args.se_batches is None:
-        args.se_batches = 64 if args.quick else 256
+    cli.resolve_quick(args, se_batches=(256, 64))
     lo, hi = args.spread_range
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):
         raise cli.UsageError(f"--spread-range: need 0 <= LO < HI, got {lo:g} {hi:g}")
     args.spread_range = [lo, hi]
-    if args.flat_concepts < 8:
-        raise cli.UsageError(f"--flat-concepts: must be >= 8 (quartiles), got {args.flat_concepts}")
-    if args.depth < 2:
-        raise cli.UsageError(f"--depth: must be >= 2 (a generic and a specific level), got {args.depth}")
-    if args.seeds < 1:
-        raise cli.UsageError(f"--seeds: must be >= 1, got {args.seeds}")
-    for flag, v in (("--momentum", args.momentum), ("--b2", args.b2)):
-        if not 0 <= v < 1:
-            raise cli.UsageError(f"{flag}: must be in [0, 1), got {v}")
-    if not 0 < args.window <= 1:
-        raise cli.UsageError(f"--window: must be in (0, 1], got {args.window}")
-    if args.se_batches < 2:
-        raise cli.UsageError(f"--se-batches: must be >= 2, got {args.se_batches}")
+    cli.check_flags(args, flat_concepts=cli.Rule(lambda v: v >= 8, "must be >= 8 (quartiles)"),
+                    depth=cli.Rule(lambda v: v >= 2, "must be >= 2 (a generic and a specific level)"),
+                    seeds=cli.at_least(1), momentum=cli.FRACTION, b2=cli.FRACTION,
+                    window=cli.Rule(lambda v: 0 < v <= 1, "must be in (0, 1]"), se_batches=cli.at_least(2),
+                    steps=cli.at_least(1), adam_steps=cli.at_least(1))
     for flag, n in (("--steps", args.steps), ("--adam-steps", args.adam_steps)):
-        if not n > 0:
-            raise cli.UsageError(f"{flag}: must be > 0, got {n}")
         if int(n * args.window) < 2:
             raise cli.UsageError(f"{flag} {n} is too short for --window {args.window}")
 
@@ -131,6 +118,23 @@ def direction(rho):
     if not np.isfinite(rho) or abs(rho) < DIRECTION_THRESHOLD:
         return "none"
     return "generic larger" if rho < 0 else "specific larger"
+
+
+def _relative_panel(ax, x, group, curves, task_name, names, colors, *, xlabel, ylabel, title):
+    """Per group of concepts (level or spread bin, ``group`` per concept, one group per ``x``),
+    the mean norm over the mean norm of all concepts: measured solid, the SGD family's theory
+    dashed."""
+    for c, name in zip(colors, names):
+        n, th = curves[(name, task_name)]
+        ax.plot(x, [n[group == i].mean() / n.mean() for i in range(len(x))], "o-", color=c, lw=2, label=name)
+        if th is not None and name in ("sgd", "sgdm", "sgdmw", "sgdp", "sgd_l2"):
+            ax.plot(x, [th[group == i].mean() / th.mean() for i in range(len(x))], "--", color=c, lw=1.2)
+    ax.axhline(1.0, color="gray", ls="--", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{ylabel} / mean norm of all concepts")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
 
 
 def main(argv=None):
@@ -240,7 +244,34 @@ def main(argv=None):
               f"{r['steps']:>6} {h['ratio_window_halves'][0]:>12.3f} → {h['ratio_window_halves'][1]:.3f} | "
               f"{' / '.join(sorted(dirs))}")
 
-    # Figure.
+    _figure(out, args, tasks, curves, rows)
+    hier = tasks["hierarchy"]
+    depth = np.asarray(hier.depth)
+
+    body = {
+        "definitions": {
+            "ratio": "hierarchy: mean norm of depth 0 / mean norm of the deepest level; flat: mean norm of the most "
+                     "spread quarter / the least spread quarter (norm = time average over the window)",
+            "spearman": "Spearman ρ(norm, specificity), specificity = depth (hierarchy) or -spread (flat); "
+                        "negative = generic concepts have larger norms",
+            "direction": f"'generic larger' if mean ρ < -{DIRECTION_THRESHOLD}, 'specific larger' if > "
+                         f"{DIRECTION_THRESHOLD}, else 'none'",
+            "theory": "SGD family: ratio of (pW²)^(1/4) with pW² measured at the end of the run; Adam family: 1",
+        },
+        "tasks": {"hierarchy": {"num_concepts": hier.num_concepts, "concept_depth": depth,
+                                "spearman_bound": rho_bound},
+                  "flat": {"num_concepts": tasks["flat"].num_concepts,
+                           "spread": np.asarray(tasks["flat"].spread, np.float64)}},
+        "table": rows,
+        "per_concept_mean_norm": {f"{n}/{t}": v[0] for (n, t), v in curves.items()},
+    }
+    path = out.write(body)
+    cli.print_written(path, out.figure, timings, t_start)
+
+
+
+def _figure(out, args, tasks, curves, rows):
+    """Norm per level (hierarchy), per spread bin (flat task), and Spearman ρ per optimizer."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,36 +282,18 @@ def main(argv=None):
     hier = tasks["hierarchy"]
     depth = np.asarray(hier.depth)
     levels = sorted(set(depth.tolist()))
-    ax = axes[0]
-    for c, name in zip(cmap, args.optimizers):
-        n, th = curves[(name, "hierarchy")]
-        ax.plot(levels, [n[depth == l].mean() / n.mean() for l in levels], "o-", color=c, lw=2, label=name)
-        if th is not None and name in ("sgd", "sgdm", "sgdmw", "sgdp", "sgd_l2"):
-            ax.plot(levels, [th[depth == l].mean() / th.mean() for l in levels], "--", color=c, lw=1.2)
-    ax.axhline(1.0, color="gray", ls="--", lw=1)
-    ax.set_xticks(levels)
-    ax.set_xlabel("depth in the hierarchy (0 = most generic)")
-    ax.set_ylabel("mean norm per level / mean norm of all concepts")
-    ax.set_yscale("log")
-    ax.set_title("hierarchy (dashed: theory (pW²)^¼ for the SGD family; gray dashed line at 1: Adam-family theory)", fontsize=8)
-    ax.legend(fontsize=7, ncol=2)
-    ax = axes[1]
+    _relative_panel(axes[0], levels, depth, curves, "hierarchy", args.optimizers, cmap,
+                    xlabel="depth in the hierarchy (0 = most generic)", ylabel="mean norm per level",
+                    title="hierarchy (dashed: theory (pW²)^¼ for the SGD family; gray dashed line at 1: "
+                          "Adam-family theory)")
+    axes[0].set_xticks(levels)
     flat = tasks["flat"]
     spread = np.asarray(flat.spread, np.float64)
     edges = np.quantile(spread, np.linspace(0, 1, 7))
     b = np.clip(np.searchsorted(edges, spread, side="right") - 1, 0, 5)
-    centers = [spread[b == i].mean() for i in range(6)]
-    for c, name in zip(cmap, args.optimizers):
-        n, th = curves[(name, "flat")]
-        ax.plot(centers, [n[b == i].mean() / n.mean() for i in range(6)], "o-", color=c, lw=2, label=name)
-        if th is not None and name in ("sgd", "sgdm", "sgdmw", "sgdp", "sgd_l2"):
-            ax.plot(centers, [th[b == i].mean() / th.mean() for i in range(6)], "--", color=c, lw=1.2)
-    ax.axhline(1.0, color="gray", ls="--", lw=1)
-    ax.set_xlabel("context spread 1-|mean leaf dir.|² (sextile bins; larger = more generic)")
-    ax.set_ylabel("mean norm per bin / mean norm of all concepts")
-    ax.set_yscale("log")
-    ax.set_title("flat task, continuous spread (dashed: theory for the SGD family)", fontsize=8)
-    ax.legend(fontsize=7, ncol=2)
+    _relative_panel(axes[1], [spread[b == i].mean() for i in range(6)], b, curves, "flat", args.optimizers, cmap,
+                    xlabel="context spread 1-|mean leaf dir.|² (sextile bins; larger = more generic)",
+                    ylabel="mean norm per bin", title="flat task, continuous spread (dashed: theory for the SGD family)")
     ax = axes[2]
     xs = np.arange(len(rows))
     for off, tname, col in ((-0.2, "hierarchy", "tab:blue"), (0.2, "flat", "tab:orange")):
@@ -299,25 +312,6 @@ def main(argv=None):
     ax.legend(fontsize=7)
     fig.tight_layout()
     out.savefig(fig)
-
-    body = {
-        "definitions": {
-            "ratio": "hierarchy: mean norm of depth 0 / mean norm of the deepest level; flat: mean norm of the most "
-                     "spread quarter / the least spread quarter (norm = time average over the window)",
-            "spearman": "Spearman ρ(norm, specificity), specificity = depth (hierarchy) or -spread (flat); "
-                        "negative = generic concepts have larger norms",
-            "direction": f"'generic larger' if mean ρ < -{DIRECTION_THRESHOLD}, 'specific larger' if > "
-                         f"{DIRECTION_THRESHOLD}, else 'none'",
-            "theory": "SGD family: ratio of (pW²)^(1/4) with pW² measured at the end of the run; Adam family: 1",
-        },
-        "tasks": {"hierarchy": {"num_concepts": hier.num_concepts, "concept_depth": depth,
-                                "spearman_bound": rho_bound},
-                  "flat": {"num_concepts": flat.num_concepts, "spread": spread}},
-        "table": rows,
-        "per_concept_mean_norm": {f"{n}/{t}": v[0] for (n, t), v in curves.items()},
-    }
-    path = out.write(body)
-    cli.print_written(path, out.figure, timings, t_start)
 
 
 if __name__ == "__main__":

@@ -43,12 +43,13 @@ QUICK_FAMILIES = ("sgd",)
 
 
 def build_parser():
-    from normflow.validity import FAMILIES
+    from normflow.validity import FAMILIES, PATH_FAMILIES
 
     p = cli.make_parser("validity.py", "The validity map: each equilibrium formula's error over its small groups "
                                        "(docs/theory.md §16).")
     p.add_argument("--families", type=str, default=None,
-                   help=f"comma-separated maps of {','.join(FAMILIES)} (default: all; --quick: {','.join(QUICK_FAMILIES)})")
+                   help=f"comma-separated maps of {','.join(FAMILIES)} (default: all of these; --quick: "
+                        f"{','.join(QUICK_FAMILIES)}), or the path formulas' {','.join(PATH_FAMILIES)}")
     p.add_argument("--values", type=int, default=None, help="axis values per map, log-spaced (default 8; --quick: 3)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per axis value (default 3; --quick: 1)")
     p.add_argument("--steps", type=int, default=None,
@@ -75,17 +76,17 @@ SDE_QUICK: dict[str, Any] = dict(lrs=(0.4,), t1=2.0)  # --quick: one η, a short
 
 
 def resolve(args):
-    from normflow.validity import FAMILIES
+    from normflow.validity import FAMILIES, PATH_FAMILIES
 
-    args.families = cli.name_list(args.families, list(FAMILIES), flag="--families", what="map",
+    args.families = cli.name_list(args.families, list(FAMILIES) + list(PATH_FAMILIES), flag="--families", what="map",
                                   default=QUICK_FAMILIES if args.quick else FAMILIES)
-    for flag, lo in (("values", 2), ("seeds", 1), ("steps", 50), ("bins", 2), ("concepts", 16), ("se_batches", 2),
-                     ("sde_seeds", 0)):
-        v = getattr(args, flag)
-        if v is not None and v < lo:
-            raise cli.UsageError(f"--{flag.replace('_', '-')}: must be >= {lo}, got {v}")
+    cli.check_flags(args, values=cli.at_least(2), seeds=cli.at_least(1), steps=cli.at_least(50), bins=cli.at_least(2),
+                    concepts=cli.at_least(16), se_batches=cli.at_least(2), sde_seeds=cli.at_least(0))
     if args.sde_seeds == 1:
         raise cli.UsageError("--sde-seeds: a spread needs >= 2 seeds (or 0 to skip), got 1")
+    if args.update_package_data and set(args.families) & set(PATH_FAMILIES):
+        raise cli.UsageError("--update-package-data: the shipped regions hold the equilibrium maps only, not "
+                             + ",".join(sorted(set(args.families) & set(PATH_FAMILIES))))
     if args.update_package_data and args.quick:
         raise cli.UsageError("--update-package-data: the package's regions come from a full run, not --quick")
 
@@ -102,7 +103,7 @@ def main_job_points():
     p = np.asarray(task.frequency(64), float)
     out = {}
     for name, (lr, wd) in DEFAULTS.items():
-        out[name] = {"eta_lambda": lr * wd, "one_minus_b2": 1 - (0.99 if name == "lion" else 0.999),
+        out[name] = {"lr": lr, "eta_lambda": lr * wd, "one_minus_b2": 1 - (0.99 if name == "lion" else 0.999),
                      "one_minus_momentum": 0.1, "p": p}
     return out
 
@@ -253,7 +254,7 @@ def main(argv=None):
     print(f"{'map':>10} {'optimizer':>8} {'axis':>18} {'range':>15} {'holding':>9} {'group max':>10} "
           f"{'main job':>9}  seed spread where it holds")
     for name in args.families:
-        fam = va.FAMILIES[name]
+        fam = {**va.FAMILIES, **va.PATH_FAMILIES}[name]
         t0 = time.time()
         size = (fam.concepts if fam.concepts and not args.quick else args.concepts, fam.zipf_exponent)
         if size not in tasks:

@@ -108,7 +108,8 @@ def adam_moments(r0: Float[ArrayLike, " N"], pw2_path: Float[ArrayLike, "T N"], 
         E = pw2 / X
         nu1 = b2 * nu + (1 - b2) * E
         nuh = nu1 / (1 - b2 ** (k + 1))
-        rho = E / nuh
+        # a concept with no gradient energy yet (measured pW² = 0) takes no step: Adam's 0/(0+eps)
+        rho = jnp.where(nuh > 0, E / jnp.where(nuh > 0, nuh, 1), 0.0)
         gam = eta**2 / X * lagw
         if kind == "free":
             m2 = c * dim * rho * f
