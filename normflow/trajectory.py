@@ -30,8 +30,9 @@ __all__ = ["Trajectory", "log_steps", "normalize_save_steps"]
 class Trajectory(eqx.Module):
     """Recorded per-concept norm dynamics. Arrays are ``[saves]`` or ``[saves, concepts]``
     (with a leading config axis when produced by a vmapped sweep). ``model`` is the final
-    model and ``opt_state`` the final optimizer state (discrete engines), so a run can be
-    continued with ``train(..., resume=run)``."""
+    model and ``opt_state`` the final optimizer state (discrete engines). ``train`` has no
+    resume argument: a run measured along the way is split with ``train(..., chunks=...,
+    callback=...)`` instead."""
 
     steps: Int[Array, "*c S"] | None
     times: Float[Array, "*c S"]
