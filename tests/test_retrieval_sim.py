@@ -106,6 +106,36 @@ def test_document_tables_rows_are_documents_and_source_frequency(tree):
     assert bool(jnp.all(se.pw2 > 0)) and bool(jnp.all(se.var >= 0))
 
 
+def _training_p(depth, branching, docs_per_leaf, docs_per_node, batch_size):
+    """Per-minibatch frequency of every document and concept row, from the tree's ancestor sets
+    (independent of the builder): documents uniform per draw, then a co-occurring concept
+    uniformly (the task's weights are uniform)."""
+    anc = _ancestors_or_self(depth, branching)
+    n = len(anc)
+    n_leaf = branching ** depth
+    node = np.repeat(np.arange(n), [docs_per_leaf if i >= n - n_leaf else docs_per_node for i in range(n)])
+    co = np.array([[q in anc[v] or v in anc[q] for v in node] for q in range(n)], float)
+    d = node.size
+    q_c = (co / co.sum(0, keepdims=True)).sum(1) / d
+    return 1 - (1 - 1 / d) ** batch_size * np.ones(d), 1 - (1 - q_c) ** batch_size
+
+
+def test_training_frequency_matches_the_sampler(tree):
+    from normflow.experiments.retrieval import training_frequency
+
+    task, _ = tree
+    corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(16), docs_per_leaf=2, docs_per_node=1)
+    p_d, p_c = training_frequency(corpus, 16)
+    want_d, want_c = _training_p(3, 3, 2, 1, 16)
+    np.testing.assert_allclose(p_d, want_d, rtol=1e-12)
+    np.testing.assert_allclose(p_c, want_c, rtol=1e-12)
+    # and against the sampler itself: presence frequencies over 4000 minibatches (binomial sd <= 0.008)
+    c, d = jax.vmap(lambda k: corpus.sample_ids(k, 16))(jax.random.split(jax.random.key(17), 4000))
+    seen_c = np.asarray(jax.vmap(lambda x: jnp.zeros(corpus.num_concepts, bool).at[x].set(True))(c)).mean(0)
+    seen_d = np.asarray(jax.vmap(lambda x: jnp.zeros(corpus.num_docs, bool).at[x].set(True))(d)).mean(0)
+    assert np.max(np.abs(seen_c - p_c)) < 0.04 and np.max(np.abs(seen_d - p_d)) < 0.04
+
+
 def test_evaluate_alpha_zero_is_cosine_and_depth_means(tree):
     task, _ = tree
     corpus = retrieval.RetrievalCorpus(task, key=jax.random.key(8), docs_per_leaf=2, docs_per_node=1)
@@ -160,7 +190,7 @@ def _check_curve(alphas, ndcg, norm, best_a, gain):
 
 def test_sim_quick_writes_curves(tmp_path):
     out, fig = tmp_path / "out", tmp_path / "fig"
-    rc, _, stderr = run_experiment("retrieval", ["--quick", "--quiet", "--out", str(out), "--figures", str(fig)])
+    rc, stdout, stderr = run_experiment("retrieval", ["--quick", "--quiet", "--out", str(out), "--figures", str(fig)])
     assert rc == 0, stderr
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "ok"
@@ -192,6 +222,19 @@ def test_sim_quick_writes_curves(tmp_path):
     assert [r_["doc_theory_by_doc_depth"] is not None for r_ in res["runs"]] == [True, True]
     assert [r_["doc_theory_formula"].split(":")[0] for r_ in res["runs"]] == ["docs/theory.md §6", "docs/theory.md §5"]
     assert res["both_regimes"] == (bool(res["regimes"].get("gain")) and bool(res["regimes"].get("flat")))
+    # docs/theory.md §16: each configuration against its formula's measured region, at the
+    # frequencies its training batches give every free row; recomputed from the run's config
+    cfg = res["config"]
+    assert not cfg["no_hubs"]
+    p_d, p_c = _training_p(cfg["depth"], cfg["branching"], cfg["docs_per_leaf"], cfg["docs_per_node"], cfg["batch_size"])
+    assert len(p_d) == res["benchmark"]["n_docs"] and len(p_c) == res["benchmark"]["n_queries"]
+    for run in res["runs"]:
+        v = run["validity"]
+        assert set(v) == {"inside", "map", "message", "detail"}
+        want = nf.validity.check(run["optimizer"], lr=run["lr"], weight_decay=run["weight_decay"],
+                                 p=np.concatenate([p_d, p_c]), momentum=cfg["momentum"], b2=0.999)
+        assert v["inside"] == want.inside and v["map"] == want.family and v["message"] == want.message
+        assert (want.message in stdout) == (want.inside is False)
 
 
 def test_dual_encoder_documents_go_through_the_context_tower(tree):

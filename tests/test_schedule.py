@@ -262,3 +262,15 @@ def test_sim_quick(tmp_path):
     lr = np.asarray(sgd["trajectory"]["lr_at_step"])
     assert lr[0] == 0 and lr.max() <= 0.5 + 1e-6 and lr[-1] < 1e-3
     assert "WITHIN" in stdout or "MISSES" in stdout
+    # docs/theory.md §16: each optimizer's run is checked against its formula's measured region
+    # at the schedule's peak lr; recomputed here from the run's own config and task
+    cfg = res["config"]
+    task_ = nf.HierarchicalTask(depth=cfg["depth"], branching=cfg["branching"], dim=cfg["dim"],
+                                key=jax.random.split(jax.random.key(cfg["seed"]), 3)[0])
+    p = np.asarray(task_.frequency(cfg["batch_size"]), float)
+    for name, r in res["optimizers"].items():
+        v = r["validity"]
+        assert set(v) == {"inside", "map", "message", "detail", "note"} and "peak" in v["note"]
+        want = nf.validity.check(name, lr=r["peak_lr"], weight_decay=r["weight_decay"], p=p, momentum=0.9, b2=0.999)
+        assert v["inside"] == want.inside and v["map"] == want.family and v["message"] == want.message
+        assert (want.message in stdout) == (want.inside is False)

@@ -103,6 +103,28 @@ def test_balance_fit_network_needs_measured_terms(balance):
     assert m["median_abs_drift_over_lambda_R"] > 10
 
 
+def test_validity_records(balance, ntk):
+    """docs/theory.md §16: the table run is checked against the sgd map at the task's p
+    (recomputed here from the config: Zipf weights over ranks, any order); the network and the
+    gradient flow have no map, and say so."""
+    from normflow import validity
+
+    res, _ = balance
+    cfg = res["config"]
+    w = np.arange(1, cfg["num_concepts"] + 1, dtype=float) ** -cfg["zipf"]
+    p = 1 - (1 - w / w.sum()) ** cfg["batch_size"]
+    want = validity.check("sgd", lr=cfg["table_lr"], weight_decay=cfg["table_wd"], p=p)
+    keys = {"inside", "map", "message", "detail"}
+    v = res["models"]["table"]["validity"]
+    assert set(v) == keys
+    assert v["inside"] == want.inside and v["map"] == want.family and v["message"] == want.message
+    net = res["models"]["network"]["validity"]
+    assert set(net) == keys and net["inside"] is None and net["map"] is None and "free table" in net["message"]
+    v = ntk[0]["validity"]
+    assert set(v) == keys and v["inside"] is None and v["map"] is None and v["detail"] == {}
+    assert v["message"] == "validity: gradient flow has no discrete-step formula to map (docs/theory.md §16)"
+
+
 def test_balance_fit_bad_input_writes_nothing(tmp_path, capsys):
     from conftest import run_experiment
 

@@ -42,6 +42,12 @@ from normflow import cli
 FULL = {"steps": 12_000, "table_wd": 2e-3, "net_wd": 2e-2, "checkpoints": 40, "num_batches": 128, "num_concepts": 64}
 QUICK = {"steps": 1500, "table_wd": 8e-3, "net_wd": 8e-2, "checkpoints": 6, "num_batches": 16, "num_concepts": 32}
 FIT_NOTE = "least-squares line of log(observed R) on log(predicted R); r = Pearson r of the logs"
+NETWORK_VALIDITY = {
+    "inside": None, "map": None,
+    "message": ("validity: the maps are measured on the free table (docs/theory.md §16); the network's norms "
+                "(concept table + shared MLP, decay on θ) lie outside every map by construction"),
+    "detail": {"model": "network"},
+}
 
 
 def build_parser():
@@ -185,6 +191,11 @@ def main(argv=None):
                     args.net_lr, args.net_wd),
     }
     res, preds, fits = {}, {}, {}
+    # the table run against its formula's measured 5 % region (docs/theory.md §16): sgd (decoupled
+    # decay, no momentum) on the free table, each concept at the task's p; the network has no map
+    valid = {"table": nf.validity.check_json(nf.validity.check("sgd", lr=args.table_lr, weight_decay=args.table_wd,
+                                                               p=p_task)),
+             "network": NETWORK_VALIDITY}
     for name, (model, lr, wd) in models.items():
         try:
             res[name] = run_model(nf, jax, task, model, name, lr, wd, args, k_run, jax.random.fold_in(k_meas, len(res)))
@@ -208,6 +219,8 @@ def main(argv=None):
         print(f"  Spearman of the observed norm with V²: {spearman(m['norm_observed'], m['var']):.2f}, with D: "
               f"{spearman(m['norm_observed'], m['drift']):.2f}, with p: {spearman(m['norm_observed'], p_task):.2f}")
         err = np.max(np.abs(m["delta_r2"] - m["delta_r2_taylor"])) / np.max(np.abs(m["delta_r2"]))
+        if valid[name]["inside"] is False:
+            print(f"  {valid[name]['message']}")
         print(f"  second-order expansion of E[R'²-R²] vs one actual step: max error {100 * err:.2g}% of max |E ΔR²|")
         for k, f in fits[name].items():
             if f["slope"] is not None:
@@ -301,7 +314,7 @@ def main(argv=None):
     for name, (_, lr, wd) in models.items():
         m = res[name]
         models_json[name] = {
-            "lr": lr, "weight_decay": wd,
+            "lr": lr, "weight_decay": wd, "validity": valid[name],
             "fits": fits[name],
             "window_norm_trend": m["window_trend"],
             "checkpoint_steps": m["checkpoint_steps"],

@@ -30,6 +30,10 @@ from normflow import cli
 
 FULL = {"num_concepts": 24, "hidden": 32, "n_samples": 256, "t1": 1.5, "evals": 24}
 QUICK = {"num_concepts": 12, "hidden": 16, "n_samples": 128, "t1": 0.5, "evals": 8}
+# docs/theory.md §16: the maps bound the small groups of a discrete step (ηλ, ε, 1-β); a
+# gradient flow has none, so no map applies (recorded, no warning)
+VALIDITY = {"inside": None, "map": None,
+            "message": "validity: gradient flow has no discrete-step formula to map (docs/theory.md §16)", "detail": {}}
 H_REL = 1e-2  # finite-difference half-step h = H_REL · t (float32 rounding ~ eps·R/h vs truncation ~ h²)
 
 
@@ -250,6 +254,7 @@ def main(argv=None):
             "network_votes_t0": nw["votes_t0"], "network_votes_t1": nw["votes_t1"],
         },
         "loss": {"network": nw["loss"], "table": tb["loss"]},
+        "validity": VALIDITY,
     }
     path = out.write(results)
     print(f"total {time.time() - t_start:.1f}s; results: {path}  figure: {out.figure}")

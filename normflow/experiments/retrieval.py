@@ -30,6 +30,40 @@ FLAT_MAX = 0.01  # "flat" (MiniLM-like): best gain < 1 %, or not above the null'
 NULL_PERMUTATIONS = 20  # shuffled-norm controls per run (benchmark.shuffled_norm_gains)
 SOURCE_BATCHES = 1024  # minibatches for the per-document source energy (docs/theory.md §1)
 ENCODERS = ("table", "dual")
+B2 = 0.999  # Adam's β2 (nf.train's default), passed to the runs and to their validity checks
+
+
+def training_frequency(corpus, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(p_docs [D], p_concepts [N])``: the probability that a row of the free tables gets a
+    gradient in a minibatch of ``batch_size`` training pairs (docs/theory.md §1), exactly, from
+    the corpus's sampler (:meth:`RetrievalCorpus.sample_ids`): a document uniformly (per draw
+    ``1/D``), then a co-occurring concept ``c`` with probability ``w_c / Σ_{c' ~ j} w_c'``; so
+    per draw concept ``c`` comes with ``q_c = (1/D) Σ_{j ~ c} w_c / Σ_{c' ~ j} w_c'`` and
+    ``p = 1 - (1 - q)^B``."""
+    co = np.asarray(corpus.cooccur, bool)  # [N, D]
+    w = np.asarray(corpus.weights, np.float64)
+    d = co.shape[1]
+    q_c = (co * w[:, None] / (co * w[:, None]).sum(0, keepdims=True)).sum(1) / d
+    q_d = np.full(d, 1.0 / d)
+    return 1.0 - (1.0 - q_d) ** batch_size, 1.0 - (1.0 - q_c) ** batch_size
+
+
+def validity(nf, corpus, enc, name, lr, wd, args) -> dict:
+    """The run's validity record (docs/theory.md §16), as ``results.json`` holds it.
+
+    The maps are measured on free tables (a row per concept, each row's own p). With
+    ``--encoder table`` every document and every concept is such a row, but the concept task's
+    ``frequency(batch_size)`` is not what this corpus trains with (pairs are drawn document
+    first), so the check reads the maps at the frequencies the training batches give every
+    trained row, documents and concepts together (:func:`training_frequency`). The DualEncoder's
+    norms come from shared MLP towers: no map applies (as for balance_fit's network)."""
+    if enc != "table":
+        return {"inside": None, "map": None, "message": "validity: the maps are measured on the free table (docs/theory.md "
+                "§16); the DualEncoder's norms come from shared MLP towers, outside every map", "detail": {"encoder": enc}}
+    p_docs, p_concepts = training_frequency(corpus, args.batch_size)
+    c = nf.validity.check(name, lr=lr, weight_decay=wd, p=np.concatenate([p_docs, p_concepts]), momentum=args.momentum,
+                          b2=B2)
+    return nf.validity.check_json(c)
 
 
 def build_parser():
@@ -121,9 +155,10 @@ def _train_group(corpus, model, name, cs, args, key):
     common = dict(steps=args.steps, batch_size=args.batch_size, model=model, loss=args.loss, save_steps=16)
     if all(eqx.is_array(leaf) for leaf in jax.tree_util.tree_leaves(model)):
         run = nf.sweep(corpus, name, lr=[c[1] for c in cs], weight_decay=[c[2] for c in cs], momentum=args.momentum,
-                       b1=args.momentum, keys=jnp.stack([key] * len(cs)), **common)
+                       b1=args.momentum, b2=B2, keys=jnp.stack([key] * len(cs)), **common)
         return [jax.tree_util.tree_map(lambda a: a[i] if eqx.is_array(a) and a.ndim else a, run) for i in range(len(cs))]
-    return [nf.train(corpus, name, lr=lr, weight_decay=wd, momentum=args.momentum, b1=args.momentum, key=key, **common)
+    return [nf.train(corpus, name, lr=lr, weight_decay=wd, momentum=args.momentum, b1=args.momentum, b2=B2, key=key,
+                     **common)
             for _, lr, wd in cs]
 
 
@@ -200,13 +235,17 @@ def main(argv=None):
             for ci, (_, lr, wd) in enumerate(cs):
                 label = _label(name, wd)
                 row = run[ci]
+                # inside the measured 5 % region of its formula (docs/theory.md §16)?
+                valid = validity(nf, corpus, enc, name, lr, wd, args)
+                if valid["inside"] is False:
+                    print(f"{enc} {label}: {valid['message']}", flush=True)
                 if int(row.diverged_step) >= 0:
                     try:
                         cli.check_diverged(row, what=f"{enc} {label} (lr={lr}, weight_decay={wd})")
                     except cli.Diverged as e:
                         diverged = (e, {"encoder": enc, "label": label, "optimizer": name, "lr": lr, "weight_decay": wd,
                                         "diverged_step": int(row.diverged_step) + 1, "message": str(e),
-                                        "loss": np.asarray(row.loss)})
+                                        "loss": np.asarray(row.loss), "validity": valid})
                     break
                 m = row.model
                 ev = bm.evaluate(m, corpus, alphas, k=args.k)
@@ -243,7 +282,7 @@ def main(argv=None):
                     formula = f"{pred.section}: {pred.formula}, statistics measured per document at the end"
                     theory = np.asarray(pred.norms, np.float64)[-1]
                 runs.append({
-                    "encoder": enc, "label": label, "optimizer": name, "lr": lr, "weight_decay": wd,
+                    "encoder": enc, "label": label, "optimizer": name, "lr": lr, "weight_decay": wd, "validity": valid,
                     "final_loss": float(np.asarray(row.loss)[-1]),
                     "cosine_ndcg": float(ndcg[i0]), "ndcg": ndcg, "normalised": norm,
                     "best_alpha": best_a, "best_gain": gain, "best_ndcg": float(ndcg[i0] * (1 + gain)),
