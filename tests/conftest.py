@@ -71,7 +71,7 @@ def run_experiment(name: str, argv: list[str], prog: str | None = None):
 # The files that take longest on 2 cores (the quick sims they run, the notebooks), first: xdist
 # hands whole files to the workers in collection order (--dist loadfile), so the long ones start
 # at once and the short ones fill in at the end, instead of one worker finishing a long file alone.
-_LONG_FIRST = ("test_sims_sweeps", "test_sims_network", "test_schedule", "test_cli", "test_retrieval_sim",
+_LONG_FIRST = ("test_sims_sweeps", "test_real_tokens", "test_real_probe", "test_sims_network", "test_schedule", "test_cli", "test_retrieval_sim",
                "test_notebooks", "test_sweep", "test_devices", "test_theory_vs_sim", "test_train", "test_tasks")
 
 
