@@ -40,8 +40,8 @@ import numpy as np
 
 from normflow import cli
 
-FULL = {"max_words": 0, "batch_size": 256}
-QUICK = {"max_words": 300, "batch_size": 64}
+FULL = {"max_words": 0, "batch_size": 256, "min_cell": 20}
+QUICK = {"max_words": 300, "batch_size": 64, "min_cell": 5}
 CHECK_WORDS = 16  # words whose fixed-shape encoding is compared with encode_texts
 EXPECTATION = {
     "sgd": "docs/theory.md §5: R⁴(t) = R₀⁴ + 2η∫pW² (the imprint: the norm rises with frequency); §6: with decay "
@@ -65,12 +65,16 @@ def build_parser():
                    help="the depth used for the figure and the per-bin correlations: of the first sense, or of the "
                         "most generic sense (both are reported)")
     p.add_argument("--min-bin", type=int, default=10, help="zipf bins with fewer words get no correlation")
+    p.add_argument("--min-cell", type=int, default=None,
+                   help=f"panel (c): the least words in a (zipf bin, depth) cell for its median to be drawn "
+                        f"(default {FULL['min_cell']}, --quick {QUICK['min_cell']})")
     p.add_argument("--num-breaks", type=int, default=200, help="candidate breakpoints of the two-branch fit")
     return p
 
 
 def _check(args):
     cli.check_flags(args, max_words=cli.at_least(0), batch_size=cli.at_least(1), min_bin=cli.at_least(3),
+                    min_cell=cli.at_least(1),
                     num_breaks=cli.at_least(1))
     if 0 < args.max_words < 20:
         raise cli.UsageError(f"--max-words: must be 0 (all) or >= 20, got {args.max_words}")
@@ -179,7 +183,7 @@ def main(argv=None):
         c["vs_depth_by_zipf_bin"] = probe.binned_spearman(v, depth[key], zipf, probe.ZIPF_EDGES, min_n=args.min_bin)
         corr[name] = c
         fits[name] = probe.two_branch_fit(freq, v, num_breaks=args.num_breaks)
-        medians[name] = probe.group_medians(v, depth[key], zipf, probe.ZIPF_EDGES, min_n=max(5, args.min_bin // 2))
+        medians[name] = probe.group_medians(v, depth[key], zipf, probe.ZIPF_EDGES, min_n=args.min_cell)
     depth_vs_freq = {d: probe.spearman_test(dv, np.log10(freq)) for d, dv in depth.items()}
     norm_vs_norm = probe.spearman_test(norms["token_norm"], norms["encoding_norm"])
     timings["statistics"] = time.time() - t0
@@ -205,7 +209,6 @@ def main(argv=None):
         "zipf_edges": probe.ZIPF_EDGES,
         "expectation": EXPECTATION,
         "check": {"encode_texts_max_rel_diff": check, "words": k},
-        "timings": timings,
         "words": {"word": words, "token_id": token_ids, "frequency": freq, "zipf": zipf,
                   "depth_first": depth["depth_first"], "depth_generic": depth["depth_generic"],
                   "n_senses": n_senses, "token_norm": norms["token_norm"], "encoding_norm": norms["encoding_norm"]},
@@ -322,7 +325,7 @@ def _figure(args, freq, depth, norms, corr, fits, medians, counts, key):
     ax.set_xlabel(dlabel)
     ax.set_ylabel("median norm at that depth / median norm of the zipf bin")
     ax.set_title("(c) norm vs depth within zipf bins (medians; cells with "
-                 f"≥ {max(5, args.min_bin // 2)} words)", fontsize=8.5)
+                 f"≥ {args.min_cell} words)", fontsize=8.5)
 
     ax = axes[1, 1]
     rows = [("vs log10 frequency", "vs_log_frequency", None),

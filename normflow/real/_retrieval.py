@@ -60,7 +60,7 @@ __all__ = [
     "DEPTH_BINS", "ABTT_COMPONENTS", "CSLS_NEIGHBOURS", "BETAS",
     "definition", "lemma_text", "stratified_sample", "relevance_from_structure", "Benchmark", "build_benchmark",
     "depth_bin_masks", "cosines", "top_k_ndcg", "alpha_ndcg", "shuffled_norm_ndcg", "query_alpha_grid",
-    "centered", "all_but_the_top", "inverted_softmax_scores", "csls_scores", "choose_beta", "baseline_scores",
+    "centered", "all_but_the_top", "inverted_softmax_scores", "csls_scores", "choose_beta", "baseline_scores", "query_ndcg",
     "paired_bootstrap", "encode_bucketed", "LENGTH_BUCKETS",
 ]
 
@@ -513,7 +513,14 @@ def csls_scores(scores: np.ndarray, bank_scores: np.ndarray, k: int = CSLS_NEIGH
     return 2 * s - r_q[:, None] - r_b[None, :]
 
 
-def _mean_ndcg(scores, relevance, k) -> np.ndarray:
+def query_ndcg(scores, relevance, k: int = 10) -> np.ndarray:
+    """Per-query NDCG@k of a score matrix (:func:`top_k_ndcg`, the bound on relevant documents
+    taken from ``relevance``).
+
+    **Arguments:** `scores` ``[Q, D]``; `relevance` ``[Q, D]`` grades; `k` the cutoff.
+
+    **Returns:** ``float64[Q]``.
+    """
     rel = np.asarray(relevance)
     max_rel = max(int((rel > 0).sum(1).max()) if rel.size else 1, 1)
     return np.asarray(top_k_ndcg(jnp.asarray(scores), jnp.asarray(rel), k, max_rel), np.float64)
@@ -527,12 +534,13 @@ def choose_beta(scores: np.ndarray, bank_scores: np.ndarray, relevance: np.ndarr
     **Returns:** ``(beta, mean NDCG@k per β)``.
     """
     ok = np.asarray(relevance).max(1) > 0
-    means = np.array([_mean_ndcg(inverted_softmax_scores(scores, bank_scores, b), relevance, k)[ok].mean() for b in betas])
+    means = np.array([query_ndcg(inverted_softmax_scores(scores, bank_scores, b), relevance, k)[ok].mean() for b in betas])
     return float(betas[int(np.argmax(means))]), means
 
 
 def baseline_scores(queries: np.ndarray, docs: np.ndarray, bank: np.ndarray, *, beta: float,
-                    components: int = ABTT_COMPONENTS, neighbours: int = CSLS_NEIGHBOURS) -> dict[str, np.ndarray]:
+                    components: int = ABTT_COMPONENTS, neighbours: int = CSLS_NEIGHBOURS,
+                    cos: np.ndarray | None = None, bank_cos: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The norm-side baselines' score matrices (see the module docstring).
 
     **Arguments:**
@@ -541,13 +549,15 @@ def baseline_scores(queries: np.ndarray, docs: np.ndarray, bank: np.ndarray, *, 
     - `beta`: the inverted softmax's β (chosen on validation queries with :func:`choose_beta`).
     - `components`: directions removed by all-but-the-top.
     - `neighbours`: CSLS's k.
+    - `cos`, `bank_cos`: the cosine matrices ``[Q, D]``, ``[B, D]`` if already computed (default:
+      :func:`cosines` in the embeddings' dtype), so that ``cosine`` is exactly the α = 0 scores.
 
-    **Returns:** ``{name: float64[Q, D]}`` for ``cosine``, ``center_docs``, ``center_both``,
-    ``abtt``, ``qb_norm`` and ``csls``.
+    **Returns:** ``{name: [Q, D]}`` for ``cosine`` (in the embeddings' dtype), ``center_docs``,
+    ``center_both``, ``abtt``, ``qb_norm`` and ``csls`` (float64; the centring is done in float64).
     """
-    q, d, b = (np.asarray(x, np.float64) for x in (queries, docs, bank))
-    cos = _cos(q, d)
-    bank_cos = _cos(b, d)
+    cos = np.asarray(cosines(queries, docs)[2]) if cos is None else np.asarray(cos)
+    bank_cos = np.asarray(cosines(bank, docs)[2]) if bank_cos is None else np.asarray(bank_cos)
+    q, d = (np.asarray(x, np.float64) for x in (queries, docs))
     return {
         "cosine": cos,
         "center_docs": _cos(q, centered(d)),
