@@ -40,7 +40,7 @@ FULL = {"synsets": 4000, "permutations": 20}
 QUICK = {"synsets": 300, "permutations": 4}
 GAIN_MIN = 0.02  # as the synthetic experiment: "gain" = best gain >= 2 % and above the null's q95
 FLAT_MAX = 0.01  # "flat": best gain < 1 %, or not above the null's q95
-QUERY_ALPHA_STEP = 1.0  # α_q grid of the 2-D check (α_d: the full grid)
+QUERY_ALPHA_STEP = 2.0  # α_q grid of the 2-D check (α_d: the full grid)
 VAL_FRACTION = 0.25
 BOOTSTRAP = 1000
 DIRECTIONS = ("gloss→word", "word→gloss")
@@ -301,17 +301,20 @@ _BASELINE_DEFS = {
 
 
 def _verdict(dirs) -> dict:
-    parts, gain_any = [], False
+    parts, gains = [], []
     for d in dirs:
         o = d["overall"]
-        gain_any |= o["regime"] == "gain"
+        if o["regime"] == "gain":
+            gains.append(d["direction"])
         sides = "; ".join(f"α{'<' if s == 'neg' else '>'}0: {100 * o[f'best_{s}']['gain']:+.2f}% at α={o[f'best_{s}']['alpha']:+.2f} "
                           f"(null q95 {100 * o[f'best_{s}']['null_gain_q95']:.2f}%, "
                           f"{'above' if o[f'best_{s}']['above_null_q95'] else 'not above'})" for s in ("neg", "pos"))
         parts.append(f"{d['direction']}: {o['regime']} [{sides}]")
-    text = ("MiniLM-L6 " + ("SHOWS a norm-weighting gain" if gain_any else "shows NO norm-weighting gain (as the paper's MiniLM-L12)")
-            + ": " + " | ".join(parts))
-    return {"text": text, "gain": gain_any, "paper": "the paper reports no gain for MiniLM-L12",
+    others = [d["direction"] for d in dirs if d["direction"] not in gains]
+    head = (f"MiniLM-L6 SHOWS a norm-weighting gain in {', '.join(gains)}" + (f", none in {', '.join(others)}" if others else "")
+            + " (the paper: none for MiniLM-L12)") if gains else "MiniLM-L6 shows NO norm-weighting gain (as the paper's MiniLM-L12)"
+    text = head + ": " + " | ".join(parts)
+    return {"text": text, "gain": bool(gains), "gain_directions": gains, "paper": "the paper reports no gain for MiniLM-L12",
             "by_direction": {d["direction"]: {"regime": d["overall"]["regime"],
                                               "best_alpha": d["overall"]["best_alpha"], "best_gain": d["overall"]["best_gain"],
                                               "best_neg": d["overall"]["best_neg"], "best_pos": d["overall"]["best_pos"],
@@ -353,7 +356,7 @@ def _figure(out, args, dirs, alphas, verdict):
     cols = plt.cm.viridis(np.linspace(0, 0.9, 5))
     curves = [d["overall"]["normalised"] for d in dirs] + [pd["normalised"] for d in dirs for pd in d["per_depth"]
                                                              if "normalised" in pd]
-    lo = max(min(float(np.nanmin(c)) for c in curves), 0.75)  # the far tails (large |α|) are cut
+    lo = max(min(float(np.nanmin(c)) for c in curves), 0.8)  # the far tails (large |α|) are cut
     hi = max(max(float(np.nanmax(c)) for c in curves), 1.02)
     for ax, d in zip(axes[0], dirs):
         o = d["overall"]
@@ -373,17 +376,18 @@ def _figure(out, args, dirs, alphas, verdict):
         ax.set_ylim(lo - 0.02, hi + 0.02)
         ax.set_xlabel("α  (score cos(q,d)·|d|^α; paper γ = −α)")
         ax.set_ylabel(f"NDCG@{args.k} / NDCG@{args.k}(cosine)")
-        target = "gloss's synset" if d["direction"] == DIRECTIONS[0] else "word's first sampled sense"
-        ax.set_title(f"(a) {d['direction']}: {d['n_test']} test queries × {d['n_docs']} docs, "
-                     f"per depth of the {target}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower center")
+        target = "the gloss's synset" if d["direction"] == DIRECTIONS[0] else "the word's first sense"
+        ax.set_title(f"(a) {d['direction']}: {d['n_test']} test queries × {d['n_docs']} docs;\n"
+                     f"lines per WordNet depth of {target}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
 
     ax = axes[1, 0]
     h = dirs[0]["query_alpha_grid"]
     qa = np.asarray(h["query_alphas"])
     im = ax.imshow(np.asarray(h["normalised"]), aspect="auto", origin="lower", cmap="magma",
                    extent=(alphas[0] - (alphas[1] - alphas[0]) / 2, alphas[-1] + (alphas[1] - alphas[0]) / 2,
-                           qa[0] - 0.5, qa[-1] + 0.5))
+                           qa[0] - QUERY_ALPHA_STEP / 2, qa[-1] + QUERY_ALPHA_STEP / 2))
+    ax.set_yticks(qa)
     fig.colorbar(im, ax=ax, label=f"NDCG@{args.k} / NDCG@{args.k}(cosine)")
     ax.axvline(0.0, color="w", lw=0.8, ls=":")
     ax.set_xlabel("α_d (document exponent)")
@@ -412,11 +416,12 @@ def _figure(out, args, dirs, alphas, verdict):
     allrel = [d["baselines"][n]["relative"] for d in dirs for n in names]
     tops = [1 + d["baselines"][n]["ci95"][1] for d in dirs for n in names]
     bottoms = [1 + d["baselines"][n]["ci95"][0] for d in dirs for n in names]
-    ax.set_ylim(min(min(allrel), min(bottoms), 1.0) - 0.02, max(max(allrel), max(tops), 1.0) + 0.04)
+    ax.set_ylim(min(min(allrel), min(bottoms), 1.0) - 0.02, max(max(allrel), max(tops), 1.0) + 0.07)
     ax.set_ylabel(f"NDCG@{args.k} / NDCG@{args.k}(cosine), test queries")
     ax.set_title("(c) norm-side baselines (bars: 95 % paired bootstrap over queries)", fontsize=9)
     ax.legend(fontsize=7.5, loc="upper left")
-    fig.suptitle(verdict["text"].replace(": ", ":\n", 1).replace(" | ", "\n"), fontsize=8)
+    head, _, rest = verdict["text"].partition("): ")
+    fig.suptitle(head + "):\n" + rest.replace(" | ", "\n") if rest else verdict["text"], fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     out.savefig(fig)
     plt.close(fig)

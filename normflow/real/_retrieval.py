@@ -295,7 +295,7 @@ LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256)
 """Padded lengths of :func:`encode_bucketed` (tokens; 256 is the model's ``max_seq_length``)."""
 
 
-def encode_bucketed(model, texts: Sequence[str], *, tokens_per_batch: int = 2048,
+def encode_bucketed(model, texts: Sequence[str], *, tokens_per_batch: int = 1024,
                     buckets: Sequence[int] = LENGTH_BUCKETS) -> np.ndarray:
     """Unnormalised mean-pooled embeddings of ``texts``, as :func:`normflow.real.encode_texts`
     computes them, with fewer compiled shapes: the texts go by token length into a few padded
@@ -367,10 +367,17 @@ def top_k_ndcg(scores, relevance, k: int = 10, max_relevant: int = 1) -> jax.Arr
 
     **Returns:** ``float[Q]``.
     """
+    return _pruned_ndcg(scores, relevance, _relevant_columns(relevance, max_relevant), k)
+
+
+def _relevant_columns(relevance, max_relevant):
+    r = min(max_relevant, relevance.shape[-1])
+    return lax.top_k((relevance > 0).astype(jnp.float32), r)[1]
+
+
+def _pruned_ndcg(scores, relevance, rel_cols, k):
     d = scores.shape[-1]
-    m, r = min(k, d), min(max_relevant, d)
-    top = lax.top_k(scores, m)[1]
-    rel_cols = lax.top_k((relevance > 0).astype(scores.dtype), r)[1]
+    top = lax.top_k(scores, min(k, d))[1]
     cols = jnp.sort(jnp.concatenate([top, rel_cols], axis=-1), axis=-1)
     dup = jnp.concatenate([jnp.zeros_like(cols[:, :1], bool), cols[:, 1:] == cols[:, :-1]], axis=-1)
     cols = jnp.sort(jnp.where(dup, d, cols), axis=-1)  # duplicates → a dummy column D, last
@@ -383,8 +390,10 @@ def top_k_ndcg(scores, relevance, k: int = 10, max_relevant: int = 1) -> jax.Arr
 
 @functools.partial(jax.jit, static_argnames=("k", "max_relevant"))
 def _alpha_chunk(cos, q_norm, d_norm, relevance, alphas, query_alpha, k, max_relevant):
+    rel_cols = _relevant_columns(relevance, max_relevant)  # once for every α
+
     def one(a):
-        return top_k_ndcg(_weight(cos, q_norm, d_norm, query_alpha, a), relevance, k, max_relevant)
+        return _pruned_ndcg(_weight(cos, q_norm, d_norm, query_alpha, a), relevance, rel_cols, k)
 
     return lax.map(one, alphas)
 
@@ -393,6 +402,10 @@ def alpha_ndcg(cos, q_norm, d_norm, relevance, alphas, *, k: int = 10, query_alp
                chunk: int = 256) -> np.ndarray:
     """Per-query NDCG@k of ``cos · |q|^query_alpha · |d|^α`` for every α of the grid.
 
+    The queries go in chunks of ``chunk`` (the last padded), ordered by their number of relevant
+    documents, so that each chunk's bound on it (:func:`top_k_ndcg`'s ``max_relevant``, rounded
+    up to a power of two: a few compiled programs) stays small.
+
     **Arguments:**
 
     - `cos`, `q_norm`, `d_norm`: from :func:`cosines` (``d_norm`` may be permuted: the null).
@@ -400,13 +413,16 @@ def alpha_ndcg(cos, q_norm, d_norm, relevance, alphas, *, k: int = 10, query_alp
     - `alphas`: ``float[A]`` the document exponents.
     - `k`: NDCG cutoff.
     - `query_alpha`: α_q (it cannot change a query's ranking; see :func:`query_alpha_grid`).
-    - `chunk`: queries per jitted call (the last chunk is padded, so one program is compiled).
+    - `chunk`: queries per jitted call.
 
     **Returns:** ``float64[A, Q]`` NDCG@k (0 for a query without a relevant document).
     """
     rel = np.asarray(relevance)
     q = rel.shape[0]
-    max_rel = max(int((rel > 0).sum(1).max()) if q else 1, 1)
+    if q == 0:
+        return np.zeros((len(alphas), 0))
+    n_rel = (rel > 0).sum(1)
+    order = np.argsort(n_rel, kind="stable")
     cos = jnp.asarray(cos)
     dtype = cos.dtype
     a = jnp.asarray(alphas, dtype)
@@ -414,17 +430,15 @@ def alpha_ndcg(cos, q_norm, d_norm, relevance, alphas, *, k: int = 10, query_alp
     dn = jnp.asarray(d_norm, dtype)
     qn = jnp.asarray(q_norm, dtype)
     c = min(chunk, q)
-    out = []
+    out = np.zeros((len(alphas), q))
     for s in range(0, q, c):
-        e = min(s + c, q)
-        pad = c - (e - s)
-        cc, nn, rr = cos[s:e], qn[s:e], jnp.asarray(rel[s:e])
-        if pad:
-            cc = jnp.concatenate([cc, jnp.zeros((pad, cc.shape[1]), dtype)])
-            nn = jnp.concatenate([nn, jnp.ones(pad, dtype)])
-            rr = jnp.concatenate([rr, jnp.zeros((pad, rr.shape[1]), rr.dtype)])
-        out.append(np.asarray(_alpha_chunk(cc, nn, dn, rr, a, qa, k, max_rel), np.float64)[:, : e - s])
-    return np.concatenate(out, axis=1) if out else np.zeros((len(alphas), 0))
+        idx = order[s : s + c]
+        pad = c - idx.size
+        rows = jnp.asarray(np.concatenate([idx, np.full(pad, idx[0])]))  # padding: a repeated row
+        max_rel = 1 << int(max(int(n_rel[idx].max()), 1) - 1).bit_length()
+        res = _alpha_chunk(cos[rows], qn[rows], dn, jnp.asarray(rel[np.asarray(rows)]), a, qa, k, max(max_rel, 8))
+        out[:, idx] = np.asarray(res, np.float64)[:, : idx.size]
+    return out
 
 
 def shuffled_norm_ndcg(cos, q_norm, d_norm, relevance, alphas, *, rng: np.random.Generator, num: int = 20,
@@ -508,8 +522,8 @@ def csls_scores(scores: np.ndarray, bank_scores: np.ndarray, k: int = CSLS_NEIGH
     s = np.asarray(scores, np.float64)
     b = np.asarray(bank_scores, np.float64)
     kq, kb = min(k, s.shape[1]), min(k, b.shape[0])
-    r_q = -np.sort(-s, axis=1)[:, :kq].mean(1)
-    r_b = -np.sort(-b, axis=0)[:kb].mean(0)
+    r_q = -np.partition(-s, kq - 1, axis=1)[:, :kq].mean(1)
+    r_b = -np.partition(-b, kb - 1, axis=0)[:kb].mean(0)
     return 2 * s - r_q[:, None] - r_b[None, :]
 
 
