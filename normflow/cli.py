@@ -38,7 +38,7 @@ __all__ = [
     "run_main", "atomic_write_text", "atomic_write_json", "atomic_savefig", "run_metadata", "progress_callback",
     "MAX_CONCEPTS", "MAX_SEED", "check_diverged", "EXIT_OK", "EXIT_DIVERGED", "EXIT_USAGE", "EXIT_INTERRUPTED",
     "EXIT_TERMINATED", "check_optimizer", "num_concepts", "Rule", "at_least", "POSITIVE", "FRACTION", "OPEN_FRACTION",
-    "check_flags", "add_measure_args", "resolve_quick",
+    "check_flags", "add_measure_args", "resolve_quick", "check_alpha_grid",
 ]
 
 MAX_CONCEPTS = 20_000  # cap on depth/branching so a typo does not allocate a huge tree
@@ -229,6 +229,20 @@ def check_flags(args: argparse.Namespace, **rules: Rule) -> None:
         v = getattr(args, name)
         if v is not None and not rule.ok(v):
             raise UsageError(f"--{name.replace('_', '-')}: {rule.why}, got {v}")
+
+
+def check_alpha_grid(args: argparse.Namespace, *, max_points: int) -> None:
+    """The retrieval experiments' α grid: ``--alpha-min < 0 < --alpha-max``, a step that fits on
+    both sides, at most ``max_points`` points. Raises :class:`UsageError` naming the bad value."""
+    import math
+
+    lo, hi, step = args.alpha_min, args.alpha_max, args.alpha_step
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < 0 < hi):
+        raise UsageError(f"--alpha-min/--alpha-max: need alpha-min < 0 < alpha-max, got {lo}, {hi}")
+    if not (math.isfinite(step) and 0 < step <= min(-lo, hi)):
+        raise UsageError(f"--alpha-step: must be in (0, min(-alpha-min, alpha-max)], got {step}")
+    if (hi - lo) / step > max_points:
+        raise UsageError(f"--alpha-step: {step} gives more than {max_points} grid points")
 
 
 def check_optimizer(args: argparse.Namespace) -> None:

@@ -68,6 +68,23 @@ def run_experiment(name: str, argv: list[str], prog: str | None = None):
     return rc, out.getvalue(), err.getvalue()
 
 
+def run_real_quick(tmp_path_factory, name: str, *extra: str):
+    """A real-model experiment's ``--quick`` run, in process (skipped when the offline model is
+    not installed); returns ``(results, stdout, tmp)`` with results from ``tmp/out``."""
+    import json
+
+    from normflow.real import ModelNotInstalled, model_dir
+
+    try:
+        model_dir()
+    except ModelNotInstalled as e:
+        pytest.skip(str(e))
+    t = tmp_path_factory.mktemp(name)
+    rc, out, err = run_experiment(name, ["--quick", "--quiet", "--out", str(t / "out"), "--figures", str(t / "figs"), *extra])
+    assert rc == 0, err[-3000:]
+    return json.loads((t / "out" / "results.json").read_text()), out, t
+
+
 # The files that take longest on 2 cores (the quick sims they run, the notebooks), first: xdist
 # hands whole files to the workers in collection order (--dist loadfile), so the long ones start
 # at once and the short ones fill in at the end, instead of one worker finishing a long file alone.

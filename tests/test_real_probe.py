@@ -2,7 +2,6 @@
 statistics against references (scipy, closed forms, constructed data with a known answer), and
 one quick run in process whose results.json must agree with its own per-word arrays."""
 
-import json
 import math
 
 import numpy as np
@@ -139,19 +138,9 @@ def test_two_branch_fit_noisy_line_slopes_and_standard_errors():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     pytest.importorskip("safetensors")
-    from normflow.real import ModelNotInstalled, model_dir
+    from conftest import run_real_quick
 
-    try:
-        model_dir()
-    except ModelNotInstalled as e:
-        pytest.skip(str(e))
-    from conftest import run_experiment
-
-    t = tmp_path_factory.mktemp("real_probe")
-    rc, out, err = run_experiment("real_probe", ["--quick", "--quiet", "--out", str(t / "out"),
-                                                 "--figures", str(t / "figs")])
-    assert rc == 0, err[-3000:]
-    return json.loads((t / "out" / "results.json").read_text()), out, t
+    return run_real_quick(tmp_path_factory, "real_probe")
 
 
 def test_quick_run_counts_and_figure(run):

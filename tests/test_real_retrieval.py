@@ -4,7 +4,6 @@ the pruned NDCG against the lab's full-sort NDCG, the exact flatness in α_q, th
 direct NumPy references, and one quick run in process whose results.json must agree with its own
 arrays."""
 
-import json
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -263,19 +262,9 @@ def test_side_best_and_regime():
 def run(tmp_path_factory):
     pytest.importorskip("safetensors")
     pytest.importorskip("normflow.real._wordnet")
-    from normflow.real import ModelNotInstalled, model_dir
+    from conftest import run_real_quick
 
-    try:
-        model_dir()
-    except ModelNotInstalled as e:
-        pytest.skip(str(e))
-    from conftest import run_experiment
-
-    t = tmp_path_factory.mktemp("real_retrieval")
-    rc, out, err = run_experiment("real_retrieval", ["--quick", "--quiet", "--out", str(t / "out"),
-                                                     "--figures", str(t / "figs")])
-    assert rc == 0, err[-3000:]
-    return json.loads((t / "out" / "results.json").read_text()), out, t
+    return run_real_quick(tmp_path_factory, "real_retrieval")
 
 
 def test_quick_run_checks_against_its_own_arrays(run):

@@ -65,12 +65,7 @@ def _check(args):
     cli.check_flags(args, synsets=cli.at_least(20), permutations=cli.at_least(1), k=cli.at_least(1))
     if args.synsets > 40000:
         raise cli.UsageError(f"--synsets: at most 40000 (the score matrices grow as its square), got {args.synsets}")
-    if not (np.isfinite(args.alpha_min) and np.isfinite(args.alpha_max) and args.alpha_min < 0 < args.alpha_max):
-        raise cli.UsageError(f"--alpha-min/--alpha-max: need alpha-min < 0 < alpha-max, got {args.alpha_min}, {args.alpha_max}")
-    if not (np.isfinite(args.alpha_step) and 0 < args.alpha_step <= min(-args.alpha_min, args.alpha_max)):
-        raise cli.UsageError(f"--alpha-step: must be in (0, min(-alpha-min, alpha-max)], got {args.alpha_step}")
-    if (args.alpha_max - args.alpha_min) / args.alpha_step > 400:
-        raise cli.UsageError(f"--alpha-step: {args.alpha_step} gives more than 400 grid points")
+    cli.check_alpha_grid(args, max_points=400)
 
 
 def side_best(alphas, normalised) -> dict:

@@ -110,12 +110,7 @@ def _check(args, configs):
         check_optimizer_args(name, lr, wd, args.steps, args.batch_size)
     cli.check_flags(args, docs_per_leaf=cli.at_least(1), docs_per_node=cli.at_least(0), k=cli.at_least(1),
                     momentum=cli.FRACTION)
-    if not (np.isfinite(args.alpha_min) and np.isfinite(args.alpha_max) and args.alpha_min < 0 < args.alpha_max):
-        raise cli.UsageError(f"--alpha-min/--alpha-max: need alpha-min < 0 < alpha-max, got {args.alpha_min}, {args.alpha_max}")
-    if not (np.isfinite(args.alpha_step) and 0 < args.alpha_step <= min(-args.alpha_min, args.alpha_max)):
-        raise cli.UsageError(f"--alpha-step: must be in (0, min(-alpha-min, alpha-max)], got {args.alpha_step}")
-    if (args.alpha_max - args.alpha_min) / args.alpha_step > 2000:
-        raise cli.UsageError(f"--alpha-step: {args.alpha_step} gives more than 2000 grid points")
+    cli.check_alpha_grid(args, max_points=2000)
 
 
 def _regime(best_a, gain, null_q95):
