@@ -1,4 +1,4 @@
-"""The validity map (docs/theory.md §16): where each equilibrium formula holds, measured.
+"""The validity map (docs/theory.md §16): where each formula holds, measured.
 
 A formula of docs/theory.md is derived under small dimensionless groups (§11): the decay per
 step ``ηλ``, the angular step per sighting ``ε`` (at an SGD-type equilibrium
@@ -12,9 +12,14 @@ them, and the relative error of the time-averaged norm over the last 20 % of the
 concept, pooled per ``p`` bin as the main job pools per depth (mean norm of the bin's concepts,
 averaged over seeds).
 
+The path formulas (no decay: GD's modified flow, the SGD imprint, Adam without decay;
+:data:`PATH_FAMILIES`) sweep the learning rate instead and take the largest error along the run.
+
 :func:`measure_family` returns a :class:`FamilyMap`; :func:`region` reads the 5 % region off a
 map; :func:`check` says whether a run lies inside the shipped regions
-(``normflow/_data/validity.json``, written by ``normflow validity``).
+(``normflow/_data/validity.json``: the equilibrium maps under ``"families"``, the path maps under
+``"paths"``, written by ``normflow validity --update-package-data`` through
+:func:`package_data`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["Family", "FAMILIES", "PATH_FAMILIES", "FamilyMap", "TASK", "measure_family", "region", "check", "check_json", "load_regions",
-           "Check", "make_task", "to_json", "from_json", "all_hold_up_to"]
+           "Check", "make_task", "to_json", "from_json", "all_hold_up_to", "package_data"]
 
 # The map's task: a flat Zipf task whose p (per minibatch of 64) spans 0.0086 ... 1.
 TASK = dict(num_concepts=512, dim=32, zipf_exponent=1.2, spread_range=(0.1, 2.0), context_noise=0.3, batch_size=64)
@@ -78,8 +83,8 @@ FAMILIES = {f.name: f for f in (
 )}
 
 # Path formulas (no decay, no equilibrium): the learning rate is the swept group, the source
-# statistics are measured along each run, the error is the largest along the path. Not in the
-# shipped regions (a separate run: ``normflow validity --families gd,sgd_imprint,adam``).
+# statistics are measured along each run, the error is the largest along the path. Shipped under
+# the package data's "paths" (a separate run: ``normflow validity --families gd,sgd_imprint,adam``).
 PATH_FAMILIES = {f.name: f for f in (
     Family("gd", "gd", "§4", "lr", 0.1, 10.0, lr=0.5, steps=3000, stats=8),
     Family("sgd_imprint", "sgd", "§5", "lr", 0.1, 10.0, lr=0.5, steps=3000, stats=12),
@@ -367,8 +372,9 @@ def all_hold_up_to(values, ok) -> float | None:
 
 
 def load_regions() -> dict:
-    """The measured regions shipped with the package (``normflow/_data/validity.json``;
-    regenerate with ``normflow validity --update-package-data``). ``{}`` if absent."""
+    """The measured regions shipped with the package (``normflow/_data/validity.json``: the
+    equilibrium maps under ``"families"``, the path maps under ``"paths"``; regenerate with
+    ``normflow validity --update-package-data``). ``{}`` if absent."""
     try:
         text = resources.files("normflow").joinpath("_data/validity.json").read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
@@ -378,6 +384,8 @@ def load_regions() -> dict:
 
 # optimizers whose step is another's: plain SGD with λx in the gradient is SGD with decoupled decay
 ALIASES = {"sgd_l2": "sgd"}
+# the axes that enter their formula's small group divided by the concept's p (docs/theory.md §16)
+COMBINED = ("eta_lambda", "one_minus_b2", "one_minus_momentum")
 
 
 class Check(NamedTuple):
@@ -410,18 +418,27 @@ def check(optimizer: str, *, lr: float, weight_decay: float, p, momentum: float 
     - ``optimizer``: a name of :data:`normflow.OPTIMIZERS`.
     - ``lr``, ``weight_decay``, ``momentum`` (= Adam's β₁), ``b2``: the run's hyperparameters.
     - ``p``: ``[N]`` the frequency of each concept per minibatch (``task.frequency(batch_size)``).
-    - ``regions``: the maps' regions (default :func:`load_regions`).
+    - ``regions``: the maps' regions (default :func:`load_regions`): the maps under its
+      ``"families"`` (equilibrium formulas) and ``"paths"`` (path formulas) are read alike.
 
-    **Returns:** a :class:`Check`. Each of the optimizer's maps is read at the run's axis value
-    and each concept's p (nearest measured point in log scale); a value below a map's smallest
+    **Returns:** a :class:`Check`. Each of the optimizer's maps whose fixed groups are the run's
+    (a path map's ``ηλ = 0`` exactly: it measures no decay) is read at the run's axis value
+    and each concept's p (nearest measured point in log scale; a concept rarer than the map's
+    rarest is read at the rarest p with the axis value scaled by ``p_min/p``, keeping the combined
+    group ηλ/p, (1−β₂)/p or (1−β)/p, and the map is "unmeasured" if that lands beyond its
+    largest value); a value below a map's smallest
     measured one is read at the smallest (the groups are small there; the derivations' error
-    terms shrink with them), a value above its largest is outside. ``inside`` is False when any
-    concept lands on a point that misses by more than 5 %.
+    terms shrink with them — not so for Adam without decay, whose map misses at its smallest η
+    too, docs/theory.md §16), a value above its largest is outside, one midway between two
+    measured values is read at the worse of the two. A path map is read whatever
+    the run's length (its runs are ``steps`` long, 3000). ``inside`` is False when any concept
+    lands on a point that misses by more than 5 %.
     """
     regions = load_regions() if regions is None else regions
     hp = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, b2=b2)
     mapped = ALIASES.get(optimizer, optimizer)
-    fams = [f for f in regions.get("families", {}).values() if f["optimizer"] == mapped]
+    fams = [f for f in (*regions.get("families", {}).values(), *regions.get("paths", {}).values())
+            if f["optimizer"] == mapped]
     if not fams:
         return Check(None, None, f"validity: no measured map for {optimizer} (docs/theory.md §16)", {})
     p = np.atleast_1d(np.asarray(p, float))
@@ -429,14 +446,29 @@ def check(optimizer: str, *, lr: float, weight_decay: float, p, momentum: float 
     for f in fams:
         v = _axis_value(f, hp)
         run_groups = {**hp, "eta_lambda": lr * weight_decay}
-        other_ok = all(np.isclose(run_groups[k], f["fixed"][k], rtol=1e-6) for k in f["fixed"])
+        other_ok = all(np.isclose(run_groups[k], f["fixed"][k], rtol=1e-6, atol=0.0) for k in f["fixed"])
         values, pb, err = np.asarray(f["values"]), np.asarray(f["p"]), np.array(f["error"], dtype=float)
         if not other_ok or v > values.max() * (1 + 1e-9) or v <= 0:
             verdicts[f["name"]] = {"axis_value": v, "status": "unmeasured"}
             continue
-        ia = int(np.argmin(np.abs(np.log(values) - np.log(max(v, values.min())))))
-        ib = np.argmin(np.abs(np.log(pb)[None, :] - np.log(p)[:, None]), axis=1)
-        e = err[ia, ib]
+        # a concept rarer than the map's rarest is read at the rarest p with its axis value scaled to keep
+        # the combined group (ηλ/p, (1-β₂)/p, (1-β)/p: the group its derivation's error terms depend on)
+        rare = (p < pb.min()) & (f["axis"] in COMBINED)
+        v_c = np.where(rare, v * pb.min() / np.where(rare, p, 1.0), v)
+        if np.any(v_c > values.max() * (1 + 1e-9)):
+            verdicts[f["name"]] = {"axis_value": v, "status": "unmeasured",
+                                   "why": f"{int(np.sum(v_c > values.max() * (1 + 1e-9)))} concepts rarer than the map's "
+                                          f"rarest (p {pb.min():.3g}) with a group beyond its range"}
+            continue
+        ib = np.argmin(np.abs(np.log(pb)[None, :] - np.log(np.maximum(p, pb.min()) if f["axis"] in COMBINED else p)[:, None]),
+                       axis=1)
+        e = np.empty(p.size)
+        for vv in np.unique(v_c):
+            dist = np.abs(np.log(values) - np.log(max(vv, values.min())))
+            sel = v_c == vv
+            # a value midway between two measured ones (in log scale) is read at the worse of the two
+            rows = [err[i, ib[sel]] for i in np.flatnonzero(dist <= dist.min() + 1e-9)]
+            e[sel] = max(rows, key=lambda r: np.inf if np.isnan(r).any() else float(np.max(np.abs(r))))
         if np.isnan(e).any():  # the map's run diverged there (another concept of its task blew up)
             verdicts[f["name"]] = {"axis_value": v, "status": "unmeasured", "why": "the map's run diverged there"}
             continue
@@ -447,7 +479,8 @@ def check(optimizer: str, *, lr: float, weight_decay: float, p, momentum: float 
     if "outside" in statuses:
         name = next(k for k, d in verdicts.items() if d["status"] == "outside")
         d = verdicts[name]
-        msg = (f"WARNING validity: {optimizer} at {fams[0]['axis']}={d['axis_value']:.3g} lies outside the measured 5 % "
+        axis = next(f["axis"] for f in fams if f["name"] == name)  # the axis of the map it misses on
+        msg = (f"WARNING validity: {optimizer} at {axis}={d['axis_value']:.3g} lies outside the measured 5 % "
                f"region of its formula for {d['concepts_outside']} of {p.size} concepts (map '{name}' misses by up to "
                f"{100 * d['worst_map_error']:.0f}% there; docs/theory.md §16)")
         return Check(False, name, msg, verdicts)
@@ -479,8 +512,8 @@ def to_json(fmap: FamilyMap) -> dict:
     f = fmap.family
     # the other groups the formula depends on (fixed in this map); the learning rate is not one
     # (it enters through ηλ and ε), and the decay is when the axis is another group
-    groups = {"sgd": (), "sgd_l2": ()}.get(f.optimizer, ("momentum",) if f.optimizer.startswith("sgd")
-                                           else ("momentum", "b2"))
+    groups = {"sgd": (), "sgd_l2": (), "gd": ()}.get(f.optimizer, ("momentum",) if f.optimizer.startswith("sgd")
+                                                     else ("momentum", "b2"))
     groups = tuple(groups) + (() if f.axis == "eta_lambda" else ("eta_lambda",))
     fixed = {k: (f.lr * f.weight_decay if k == "eta_lambda" else getattr(f, k)) for k in groups
              if k != {"one_minus_b2": "b2", "one_minus_momentum": "momentum"}.get(f.axis)}
@@ -494,3 +527,35 @@ def to_json(fmap: FamilyMap) -> dict:
             "steps": fmap.steps, "seeds": fmap.seeds, "region": region(fmap),
             "task": {**TASK, **({"num_concepts": f.concepts} if f.concepts else {}),
                      **({"zipf_exponent": f.zipf_exponent} if f.zipf_exponent is not None else {})}}
+
+
+def package_data(shipped: dict, maps: dict, sde: dict | None = None, run: dict | None = None) -> dict:
+    """The package data (``normflow/_data/validity.json``) after a ``normflow validity`` run.
+
+    **Arguments:**
+
+    - ``shipped``: the package data before the run (:func:`load_regions`; ``{}`` if none).
+    - ``maps``: ``{name: map}`` of the run (:func:`to_json` plus the main job's verdict), names
+      of :data:`FAMILIES` or :data:`PATH_FAMILIES`.
+    - ``sde``: the run's SDE comparison, or None if it did not run one.
+    - ``run``: the run's settings (its flags), recorded per map under ``"runs"``.
+
+    **Returns:** a new dict: the run's equilibrium maps replace those of the same name under
+    ``"families"``, its path maps those under ``"paths"``, its SDE comparison the shipped one;
+    everything the run did not measure is kept as shipped (a run of the path maps alone leaves
+    the equilibrium maps, and the docs' tables read from them, as they were).
+    """
+    unknown = set(maps) - set(FAMILIES) - set(PATH_FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown maps {sorted(unknown)}")
+    out = dict(shipped)
+    for section, names in (("families", FAMILIES), ("paths", PATH_FAMILIES)):
+        new = {k: v for k, v in maps.items() if k in names}
+        if new:
+            out[section] = {**shipped.get(section, {}), **new}
+    if sde is not None:
+        out["sde"] = sde
+    if run is not None:
+        out["runs"] = {**shipped.get("runs", {}), **{k: dict(run) for k in maps},
+                       **({"sde": dict(run)} if sde is not None else {})}
+    return out

@@ -2,6 +2,7 @@
 shipped regions against the errors they were read from, and the quick experiment in process."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from conftest import run_experiment
 
 from normflow import validity as va
 from normflow.defaults import DEFAULTS
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
 
 
 def test_hyperparameters_put_the_axis_value_where_its_group_says():
@@ -208,3 +211,97 @@ def test_path_maps_span_two_decades_around_the_main_jobs_learning_rate():
         lr, wd = DEFAULTS[f.optimizer]
         assert wd == 0 or f.optimizer == "sgd", f.name
         assert f.lo <= lr <= f.hi, f.name
+
+
+def test_package_data_replaces_the_runs_maps_and_keeps_the_rest():
+    """normflow.validity.package_data (what --update-package-data writes): a run of the path maps
+    goes under "paths" and leaves the equilibrium maps and the SDE as shipped; an equilibrium run
+    replaces its maps by name; an unknown map name is refused."""
+    shipped = {"source": "x", "families": {"sgd": {"v": 1}, "lion": {"v": 2}}, "sde": {"s": 1}}
+    run = {"families": ["gd", "adam"], "se_batches": 256}
+    new = va.package_data(shipped, {"gd": {"v": 3}, "adam": {"v": 4}}, None, run=run)
+    assert new["families"] == shipped["families"] and new["sde"] == {"s": 1} and new["source"] == "x"
+    assert new["paths"] == {"gd": {"v": 3}, "adam": {"v": 4}}
+    assert new["runs"] == {"gd": run, "adam": run}
+    assert "paths" not in shipped  # the input is not changed
+    again = va.package_data(new, {"sgd": {"v": 5}}, {"s": 2}, run={"families": ["sgd"]})
+    assert again["families"] == {"sgd": {"v": 5}, "lion": {"v": 2}} and list(again["families"]) == ["sgd", "lion"]
+    assert again["paths"] == new["paths"] and again["sde"] == {"s": 2}
+    assert again["runs"]["gd"] == run and again["runs"]["sgd"] == again["runs"]["sde"] == {"families": ["sgd"]}
+    with pytest.raises(ValueError, match="unknown maps"):
+        va.package_data(shipped, {"nope": {}})
+
+
+COMMITTED_PATHS = ROOT_DIR / "docs" / "results" / "validity" / "paths.json"
+
+
+@pytest.mark.skipif(not SHIPPED.get("paths"), reason="no shipped path regions")
+def test_shipped_path_maps_are_the_committed_path_run():
+    """The shipped path maps are what `normflow validity --families gd,sgd_imprint,adam
+    --update-package-data` writes from the committed run (docs/results/validity/paths.json):
+    each entry is the sim's own map_entry of from_json of the stored map (its errors, its
+    region() and the main job's verdict), and the run's flags are recorded."""
+    from normflow.experiments import validity as exp
+
+    committed = json.loads(COMMITTED_PATHS.read_text(encoding="utf-8"))
+    assert set(SHIPPED["paths"]) == set(va.PATH_FAMILIES)
+    defaults = exp.main_job_points()
+    for name, f in SHIPPED["paths"].items():
+        stored = committed["maps"][name]
+        assert f["error"] == stored["error"] and f["values"] == stored["values"] and f["p"] == stored["p"], name
+        assert f["region"] == va.region(va.from_json(stored)) == stored["region"], name
+        want = exp.map_entry(va.from_json(stored), defaults[va.PATH_FAMILIES[name].optimizer])
+        assert json.loads(json.dumps(want)) == f, name
+        assert SHIPPED["runs"][name] == {k: committed["config"][k] for k in exp.RUN_FLAGS}, name
+    assert np.array(SHIPPED["paths"]["adam"]["error"], dtype=float).shape == (8, 8)
+
+
+@pytest.mark.skipif(not SHIPPED.get("paths"), reason="no shipped path regions")
+def test_check_gives_path_formulas_a_verdict_from_their_maps():
+    """check() on the shipped path maps (docs/theory.md §16): GD's modified flow holds at the main
+    job's η = 0.5 and misses at η = 10 for frequent concepts (+110 %) but not rare ones; the SGD
+    imprint (SGD without decay) holds at η = 0.5 and misses at η = 10 (+10 … +18 %), while SGD
+    with decay is still read on the equilibrium map; Adam without decay misses at its main job's
+    η = 0.01 (−7 … −11 % on the map's flat task)."""
+    p_freq, p_rare = [0.8], [0.011]
+    c = va.check("gd", lr=0.5, weight_decay=0.0, p=p_freq)
+    assert c.inside is True and c.family == "gd"
+    assert va.check("gd", lr=0.5, weight_decay=0.0, p=p_freq, momentum=0.0).inside is True  # GD has no momentum
+    c = va.check("gd", lr=10.0, weight_decay=0.0, p=p_freq)
+    assert c.inside is False and c.family == "gd" and "at lr=10" in c.message
+    assert va.check("gd", lr=10.0, weight_decay=0.0, p=p_rare).inside is True
+    assert va.check("gd", lr=20.0, weight_decay=0.0, p=p_rare).inside is None  # beyond the measured η
+    c = va.check("sgd", lr=0.5, weight_decay=0.0, p=[0.05, 0.5])
+    assert c.inside is True and c.family == "sgd_imprint"
+    c = va.check("sgd", lr=10.0, weight_decay=0.0, p=[0.05, 0.5])
+    assert c.inside is False and c.family == "sgd_imprint" and "at lr=10" in c.message
+    c = va.check("sgd", lr=0.5, weight_decay=1e-3, p=[0.5])
+    assert c.inside is True and c.family == "sgd" and c.detail["sgd_imprint"]["status"] == "unmeasured"
+    c = va.check("adam", lr=0.01, weight_decay=0.0, p=[0.5])
+    assert c.inside is False and c.family == "adam" and c.message.startswith("WARNING validity: adam at lr=0.01")
+
+
+def test_check_reads_a_value_midway_between_two_measured_ones_at_the_worse():
+    err = np.zeros((3, 3))
+    err[1, :] = 0.08  # the second ηλ misses
+    regions, fmap = _regions(err)
+    lr = 0.5
+    mid = np.sqrt(fmap.values[0] * fmap.values[1])  # equally far from both in log scale
+    for v in (mid * (1 + 1e-12), mid * (1 - 1e-12)):
+        c = va.check("sgd", lr=lr, weight_decay=v / lr, p=[0.5], regions=regions)
+        assert c.inside is False and "8%" in c.message
+    assert va.check("sgd", lr=lr, weight_decay=mid * 0.9 / lr, p=[0.5], regions=regions).inside is True
+
+
+def test_a_concept_rarer_than_the_map_is_read_at_its_combined_group():
+    """p below the map's rarest: read at the rarest p with ηλ scaled by p_min/p (the group ηλ/p kept),
+    and "unmeasured" when that scaled ηλ lies beyond the map."""
+    from normflow import validity as va
+
+    f = va.load_regions()["families"]["sgd"]
+    pmin, values = min(f["p"]), f["values"]
+    rare = va.check("sgd", lr=1.0, weight_decay=values[2], p=[pmin * values[2] / values[3]])
+    same = va.check("sgd", lr=1.0, weight_decay=values[3], p=[pmin])
+    assert rare.detail["sgd"]["worst_map_error"] == pytest.approx(same.detail["sgd"]["worst_map_error"])
+    far = va.check("sgd", lr=1.0, weight_decay=values[-1], p=[pmin / 10])
+    assert far.detail["sgd"]["status"] == "unmeasured" and far.inside is None

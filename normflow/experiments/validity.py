@@ -1,10 +1,16 @@
 #!/usr/bin/env python
-"""The validity map (docs/theory.md §16): for each equilibrium formula, its relative error over
-the dimensionless groups its derivation needs small, measured, drawn and shipped.
+"""The validity map (docs/theory.md §16): for each formula, its relative error over the
+dimensionless groups its derivation needs small, measured, drawn and shipped.
 
     python sims/validity.py                 # 11 maps: 8 axis values x 8 p bins, 3 seeds; the SDE
     python sims/validity.py --quick         # sgd only, 3 values x 5 bins, 1 seed; a small SDE check (tests)
     python sims/validity.py --update-package-data   # also write normflow/_data/validity.json
+
+The path maps, their regions shipped under "paths" (the second: the same, from that run's stored
+results, docs/results/validity/paths.json):
+
+    normflow validity --families gd,sgd_imprint,adam --sde-seeds 0 --se-batches 256 --update-package-data
+    normflow validity --families gd,sgd_imprint,adam --update-package-data --from-results PATHS_JSON
 
 Each map (``normflow.validity.FAMILIES``) is ONE compiled ``nf.sweep`` over a swept group (ηλ,
 1-β₂ or 1-β, log-spaced over two decades) × seeds on a flat Zipf task of 512 concepts whose
@@ -18,9 +24,14 @@ for the decay axes, (1-β)/p for the memory axes).
 
 Figures ``validity_<map>.png``: the signed error as a heatmap over (axis, p), log axes, the 5 %
 and 10 % contours, and the main job's default (its axis value, over its concepts' p) marked.
-The maps cover the equilibrium formulas only: the path formulas (§4 GD's modified flow, §5 the
-SGD imprint, §8.3 Adam without decay) need the source statistics along the run, which a sweep
-does not record.
+The path formulas (§4 GD's modified flow, §5 the SGD imprint, §8.3 Adam without decay;
+``normflow.validity.PATH_FAMILIES``) need the source statistics along the run, which a sweep does
+not record: each of their runs is one ``nf.train`` split where the statistics are measured, the
+learning rate is the swept group and the error the largest along the path. ``--update-package-data``
+writes a run's maps into the package data (``normflow.validity.package_data``): equilibrium maps
+under ``"families"``, path maps under ``"paths"``, the others kept as shipped. ``--from-results``
+rebuilds the maps from a stored ``results.json`` instead of measuring them (the same table, figures
+and package data as the run that wrote it).
 
 The SDE (``normflow.sde``): SGD that draws its minibatch from a fixed pool against the Itô SDE
 with that pool's gradient mean and covariance (``nf.sde_flow``'s model), 32 seeds vmapped, η over
@@ -62,7 +73,11 @@ def build_parser():
     p.add_argument("--sde-seeds", type=int, default=None,
                    help="seeds of the SDE-against-SGD comparison (default 32; --quick: 4; 0 skips it)")
     p.add_argument("--update-package-data", action="store_true",
-                   help="write the measured regions to normflow/_data/validity.json (the data normflow.validity.check reads)")
+                   help="write the measured regions to normflow/_data/validity.json (the data normflow.validity.check reads; "
+                        "the maps not in this run are kept)")
+    p.add_argument("--from-results", type=str, default=None,
+                   help="a stored results.json of this sim (e.g. docs/results/validity/paths.json): rebuild its maps of "
+                        "--families from it instead of measuring them (its SDE comparison, if any, is not rerun)")
     return p
 
 
@@ -84,11 +99,53 @@ def resolve(args):
                     concepts=cli.at_least(16), se_batches=cli.at_least(2), sde_seeds=cli.at_least(0))
     if args.sde_seeds == 1:
         raise cli.UsageError("--sde-seeds: a spread needs >= 2 seeds (or 0 to skip), got 1")
-    if args.update_package_data and set(args.families) & set(PATH_FAMILIES):
-        raise cli.UsageError("--update-package-data: the shipped regions hold the equilibrium maps only, not "
-                             + ",".join(sorted(set(args.families) & set(PATH_FAMILIES))))
     if args.update_package_data and args.quick:
         raise cli.UsageError("--update-package-data: the package's regions come from a full run, not --quick")
+
+
+# the flags that shape a map: recorded with the maps in the package data (normflow.validity.package_data)
+RUN_FLAGS = ("seed", "x64", "families", "values", "seeds", "steps", "bins", "concepts", "se_batches", "sde_seeds")
+
+
+def stored_results(path: str, families) -> dict:
+    """The stored ``results.json`` that ``--from-results`` names, checked to hold every map of
+    ``families`` (a usage error otherwise)."""
+    import json
+    from pathlib import Path
+
+    try:
+        stored = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise cli.UsageError(f"--from-results: cannot read {path!r} ({e})") from None
+    missing = [n for n in families if n not in stored.get("maps", {})]
+    if missing:
+        raise cli.UsageError(f"--from-results: {path!r} holds no map {','.join(missing)} "
+                             f"(it holds {','.join(stored.get('maps', {})) or 'none'})")
+    return stored
+
+
+def map_entry(fmap, default) -> dict:
+    """A measured map as ``results.json`` and the package data hold it: :func:`normflow.validity.to_json`
+    and the verdict of ``normflow.validity.check`` on the main job's default (``default``: its
+    entry of :func:`main_job_points`) read from this map alone.
+
+    **Arguments:**
+
+    - ``fmap``: a :class:`normflow.validity.FamilyMap`.
+    - ``default``: the main job's point for the map's optimizer.
+
+    **Returns:** the map's JSON dict, with ``"main_job_default"``.
+    """
+    import normflow as nf
+    from normflow import validity as va
+
+    fam = fmap.family
+    js = va.to_json(fmap)
+    lr, wd = nf.defaults.DEFAULTS[fam.optimizer]
+    chk = va.check(fam.optimizer, lr=lr, weight_decay=wd, p=default["p"], b2=0.99 if fam.optimizer == "lion" else 0.999,
+                   regions={"families": {fam.name: js}})
+    js["main_job_default"] = {"axis_value": float(default[fam.axis]), "inside": chk.inside, "check": chk.detail}
+    return js
 
 
 def main_job_points():
@@ -241,7 +298,6 @@ def main(argv=None):
 
     import jax
 
-    import normflow as nf
     from normflow import validity as va
 
     cli.cpu_setup()  # one CPU device per core (each map's sweep spreads over them)
@@ -250,25 +306,26 @@ def main(argv=None):
     dtype = jax.numpy.float64 if args.x64 else None
     tasks = {}
     defaults = main_job_points()
+    stored = stored_results(args.from_results, args.families) if args.from_results else None
     maps, timings = {}, {}
     print(f"{'map':>10} {'optimizer':>8} {'axis':>18} {'range':>15} {'holding':>9} {'group max':>10} "
           f"{'main job':>9}  seed spread where it holds")
     for name in args.families:
         fam = {**va.FAMILIES, **va.PATH_FAMILIES}[name]
         t0 = time.time()
-        size = (fam.concepts if fam.concepts and not args.quick else args.concepts, fam.zipf_exponent)
-        if size not in tasks:
-            tasks[size] = va.make_task(k_task, size[0], dtype=dtype, zipf_exponent=size[1])
-        task = tasks[size]
-        fmap = va.measure_family(fam, task, num_values=args.values, seeds=list(range(args.seed, args.seed + args.seeds)),
-                                 steps=args.steps, bins=args.bins, se_batches=args.se_batches, key=k_se)
+        if stored is not None:
+            fmap = va.from_json(stored["maps"][name])
+        else:
+            size = (fam.concepts if fam.concepts and not args.quick else args.concepts, fam.zipf_exponent)
+            if size not in tasks:
+                tasks[size] = va.make_task(k_task, size[0], dtype=dtype, zipf_exponent=size[1])
+            task = tasks[size]
+            fmap = va.measure_family(fam, task, num_values=args.values,
+                                     seeds=list(range(args.seed, args.seed + args.seeds)), steps=args.steps,
+                                     bins=args.bins, se_batches=args.se_batches, key=k_se)
         timings[name] = time.time() - t0
-        js = va.to_json(fmap)
         dflt = defaults[fam.optimizer]
-        lr, wd = nf.defaults.DEFAULTS[fam.optimizer]
-        chk = va.check(fam.optimizer, lr=lr, weight_decay=wd, p=dflt["p"], b2=0.99 if fam.optimizer == "lion" else 0.999,
-                       regions={"families": {name: js}})
-        js["main_job_default"] = {"axis_value": float(dflt[fam.axis]), "inside": chk.inside, "check": chk.detail}
+        js = map_entry(fmap, dflt)
         maps[name] = js
         reg = js["region"]
         held = np.abs(fmap.error) <= va.HOLDS
@@ -276,15 +333,15 @@ def main(argv=None):
         gm = reg["group_max"]
         print(f"{name:>10} {fam.optimizer:>8} {fam.axis:>18} {fam.lo:>7.0e}-{fam.hi:<7.0e} "
               f"{reg['points_holding']:>4}/{reg['points']:<4} {'-' if gm is None else f'{gm:.2g}':>10} "
-              f"{str(chk.inside):>9}  {100 * spread:.1f}%")
+              f"{str(js['main_job_default']['inside']):>9}  {100 * spread:.1f}%")
         if fmap.blowups:
             b = fmap.blowups[0]
             print(f"{'':>10} {len(fmap.blowups)} of {len(fmap.diverged) * fmap.seeds} runs diverged (NaN/Inf); first: "
                   f"{fam.axis}={b['axis_value']:.3g}, seed {b['seed']}, step {b['step']}, concept {b['concept']} "
                   f"(p = {b['p']:.3g})")
         plot(fmap, dflt, out.figure.parent / f"validity_{name}.png", out)
-    sde = None
-    if args.sde_seeds:
+    sde = None if stored is None else stored.get("sde")  # a stored run's SDE comparison is not rerun
+    if args.sde_seeds and stored is None:
         t0 = time.time()
         sde = run_sde(args)
         timings["sde"] = time.time() - t0
@@ -294,10 +351,10 @@ def main(argv=None):
                        "seed-averaged; region: |error| <= 5 %"}
     if args.update_package_data:
         from importlib import resources
-
-        data = {"source": "normflow validity (default run)", "families": maps, "sde": sde}
         from pathlib import Path
 
+        run_cfg = stored["config"] if stored is not None else vars(args)  # the flags of the run that measured them
+        data = va.package_data(va.load_regions(), maps, sde, run={k: run_cfg.get(k) for k in RUN_FLAGS})
         cli.atomic_write_json(Path(str(resources.files("normflow").joinpath("_data/validity.json"))), data)
     path = out.write(results)
     cli.print_written(path, out.figure.parent / "validity_*.png", timings, t_start)
