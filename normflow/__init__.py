@@ -8,6 +8,8 @@ from importlib import metadata as _metadata
 
 from . import balance, defaults, devices, losses, measure, models, ntk, optimizers, retrieval, stats, tasks, theory
 from . import trajectory, validity
+from ._lazy_adam import lazy_adam, lazy_adamw, scale_by_lazy_adam
+from ._sparse import SPARSE_OPTIMIZERS, SparseOptState
 from .balance import BalanceTerms, balance_terms
 from .defaults import DEFAULTS
 from .devices import cpu_devices_per_core
@@ -37,6 +39,7 @@ __all__ = [
     # losses and optimizers
     "LOSSES", "get_loss", "info_nce", "siglip", "symmetric_info_nce",
     "OPTIMIZERS", "DEFAULTS", "Hyper", "WarmupCosine", "make_optimizer", "project_radial",
+    "lazy_adam", "lazy_adamw", "scale_by_lazy_adam", "SPARSE_OPTIMIZERS", "SparseOptState",
     # engines
     "train", "simulate", "sweep", "grid", "full_batch", "full_batch_of", "Trajectory", "log_steps",
     "gradient_flow", "gradient_flow_solution", "modified_flow", "sde_flow", "log_times", "cpu_devices_per_core",

@@ -21,6 +21,21 @@ Every optimizer is written so that one step is ``x' = x + updates``; docs/theory
            0.9 / 0.99, not Adam's 0.9 / 0.999)
 =========  ===================================================================================
 
+Outside the main job (:data:`EXTRA`: accepted by name by ``train``/``sweep``/:func:`make_optimizer`,
+not in :data:`OPTIMIZERS`, which lists the optimizers with a committed main-job result and a
+theory prediction):
+
+==============  ==============================================================================
+``lazy_adam``   lazy ("sparse") Adam, PyTorch's ``SparseAdam`` / TF Addons' ``LazyAdam``: the
+                moments of a row move only on steps where the row is in the gradient
+                (:func:`normflow.lazy_adam`)
+``lazy_adamw``  lazy Adam with decoupled decay ``-ηλx`` of every row every step
+                (:func:`normflow.lazy_adamw`)
+==============  ==============================================================================
+
+Both run on the sparse engine too (``train(..., sparse=True)``, :mod:`normflow._sparse`), with
+``sgd``, ``sgd_l2``, ``gd``, ``sgdm`` and ``sgdmw``.
+
 Hyperparameters may be traced arrays, so one compiled program serves a vmapped grid.
 
 Learning-rate schedules (docs/theory.md §13): ``Hyper.lr`` may be a callable ``η(k)`` of the
@@ -41,8 +56,10 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike
 
-__all__ = ["OPTIMIZERS", "REGISTRY", "NamedOptimizer", "is_transformation", "Hyper", "WarmupCosine", "is_schedule", "make_optimizer", "project_radial",
-           "check_optimizer_args", "check_schedule"]
+from ._lazy_adam import lazy_adam, lazy_adamw
+
+__all__ = ["OPTIMIZERS", "REGISTRY", "EXTRA", "NamedOptimizer", "is_transformation", "Hyper", "WarmupCosine", "is_schedule", "make_optimizer", "project_radial",
+           "check_optimizer_args", "check_schedule", "named_optimizer"]
 
 
 
@@ -136,15 +153,15 @@ class Hyper(NamedTuple):
 def check_optimizer_args(name: str | optax.GradientTransformation, lr, weight_decay, steps=None,
                          batch_size=None) -> None:
     """Raise a one-line ``ValueError`` naming the bad value."""
-    if not is_transformation(name) and name not in REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    if not is_transformation(name) and name not in REGISTRY and name not in EXTRA:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join((*OPTIMIZERS, *EXTRA))}")
     if is_schedule(lr):
         check_schedule(lr)
     elif not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if not is_transformation(name) and not REGISTRY[name].decay and weight_decay != 0:
+    if not is_transformation(name) and not named_optimizer(name).decay and weight_decay != 0:
         raise ValueError(
             f"{name} has no weight decay (got weight_decay={weight_decay}); use adamw (decoupled) or adam_l2 (coupled)"
         )
@@ -257,7 +274,16 @@ REGISTRY: dict[str, NamedOptimizer] = {o.name: o for o in (
                    1e-2, 0.05),
     NamedOptimizer("lion", _lion, 1e-3, 0.5),
 )}
-"""Every named optimizer (see the module table); adding one is one entry here."""
+"""Every named optimizer of the main job (see the module table); adding one is one entry here."""
+
+EXTRA: dict[str, NamedOptimizer] = {o.name: o for o in (
+    NamedOptimizer("lazy_adam", lambda h: lazy_adam(h.lr, b1=h.b1, b2=h.b2, eps=h.eps), 1e-2, 0.0, decay=False),
+    NamedOptimizer("lazy_adamw", lambda h: lazy_adamw(h.lr, b1=h.b1, b2=h.b2, eps=h.eps, weight_decay=h.weight_decay),
+                   1e-2, 0.05),
+)}
+"""Named optimizers outside the main job (no committed main-job result, docs/theory.md formula
+or prediction yet): accepted by name wherever a name of :data:`REGISTRY` is, not listed in
+:data:`OPTIMIZERS`. An entry moves to :data:`REGISTRY` once it has those."""
 
 
 def is_transformation(optimizer) -> bool:
@@ -270,10 +296,17 @@ def make_optimizer(name, hyper: Hyper) -> optax.GradientTransformation:
     itself when it is already an optax ``GradientTransformation``."""
     if is_transformation(name):
         return name
-    try:
-        return REGISTRY[name].factory(hyper)
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}") from None
+    return named_optimizer(name).factory(hyper)
+
+
+def named_optimizer(name: str) -> NamedOptimizer:
+    """The :class:`NamedOptimizer` called ``name``, from :data:`REGISTRY` or :data:`EXTRA`
+    (a one-line ``ValueError`` for an unknown name)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name in EXTRA:
+        return EXTRA[name]
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join((*OPTIMIZERS, *EXTRA))}")
 
 
 OPTIMIZERS: tuple[str, ...] = tuple(REGISTRY)
