@@ -32,6 +32,7 @@ demo: $(VENV)/.installed
 
 OPTIMIZERS := gd sgd sgd_l2 sgdm sgdmw sgdp adam adamw adam_l2 adamp lion
 EXPERIMENTS := balance_fit frequency lambda_sweep ntk_drift retrieval schedule specificity
+REAL := real_probe real_balance real_retrieval real_finetune
 
 figures: $(VENV)/.installed
 	for o in $(OPTIMIZERS); do $(PY) -m normflow ode_vs_adam --optimizer $$o --force --quiet --figures docs/figures \
@@ -39,7 +40,9 @@ figures: $(VENV)/.installed
 	$(PY) docs/make_tables.py $(foreach o,$(OPTIMIZERS),runs/ode_vs_adam_$(o)/results.json)
 	for e in $(EXPERIMENTS); do $(PY) -m normflow $$e --force --quiet --figures docs/figures || exit 1; done
 	$(PY) -m normflow validity --force --quiet --figures docs/figures --update-package-data
-	$(PY) docs/make_tables.py
+	for e in $(REAL); do $(PY) -m normflow $$e --force --quiet --figures docs/figures --out runs/$$e || exit 1; done
+	$(PY) -m normflow real_finetune --force --quiet --optimizers sgd --sgd-lr 0.5 --sgd-decay 0.002 --figures docs/figures --out runs/real_finetune_small
+	$(PY) docs/make_tables.py $(foreach e,$(REAL) real_finetune_small,runs/$(e)/results.json)
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

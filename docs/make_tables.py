@@ -118,8 +118,30 @@ def sde_table() -> str:
     return "\n".join([S_BEGIN, *rows, S_END])
 
 
+P_BEGIN, P_END = "<!-- path-map table: docs/make_tables.py -->", "<!-- end of path-map table -->"
+
+
+def path_table() -> str:
+    """docs/theory.md §16's path-map table, from the path maps shipped in the package."""
+    data = json.loads(VALIDITY.read_text(encoding="utf-8"))
+    rows = ["| map | optimizer (section) | η swept | fixed | points within 5 % (of measured) | every bin holds up to η | "
+            "main job's default |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    label = {"momentum": "β₁", "b2": "β₂", "eta_lambda": "ηλ"}
+    for name, f in data.get("paths", {}).items():
+        reg = f["region"]
+        ups = [b["all_hold_up_to"] for b in reg["by_p"]]
+        up = "—" if any(u is None for u in ups) else f"{min(ups):.2g}"
+        fixed = ", ".join(f"{label[k]} = {v:g}" for k, v in f["fixed"].items())
+        d = f["main_job_default"]
+        inside = {True: "inside", False: "**outside**", None: "unmeasured (the main job's run has decay)"}[d["inside"]]
+        rows.append(f"| `{name}` | `{f['optimizer']}` ({f['section'].replace('docs/theory.md ', '')}) | "
+                    f"{f['values'][0]:.2g} … {f['values'][-1]:.2g} | {fixed} | {reg['points_holding']}/{reg['points_measured']} "
+                    f"| {up} | η = {d['axis_value']:.2g}: {inside} |")
+    return "\n".join([P_BEGIN, *rows, P_END])
+
+
 def render_theory(text: str) -> str:
-    for begin, end, render in ((V_BEGIN, V_END, validity_table), (S_BEGIN, S_END, sde_table)):
+    for begin, end, render in ((V_BEGIN, V_END, validity_table), (S_BEGIN, S_END, sde_table), (P_BEGIN, P_END, path_table)):
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = head + render() + tail
@@ -135,10 +157,206 @@ def store(results_json: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# The real model (docs/real.md, the README's "Real model" section, docs/theory.md §17)
+REAL = ROOT / "docs" / "results" / "real"
+REAL_EXPERIMENTS = ("real_probe", "real_balance", "real_retrieval", "real_finetune")
+REAL_DROP = ("timings", "timings_s", "per_token", "words", "medians_by_zipf_bin_and_depth")
+
+
+def _light(x, limit: int = 64):
+    """``x`` without its long arrays (lists over ``limit`` items): what a summary keeps."""
+    if isinstance(x, dict):
+        return {k: _light(v, limit) for k, v in x.items() if not (isinstance(v, list) and len(v) > limit)}
+    if isinstance(x, list):
+        return [_light(v, limit) for v in x]
+    return x
+
+
+def real_summary(results: dict) -> dict:
+    """The committed part of a real-model run: its numbers, without per-token arrays, timings or versions."""
+    out = {k: v for k, v in results.items() if k not in REAL_DROP + VOLATILE}
+    out["config"] = {k: v for k, v in results["config"].items() if k not in ("out", "figures")}
+    return _light(out)
+
+
+def store_real(results_json: Path, name: str | None = None) -> Path:
+    """Write the summary of a real-model run's ``results.json`` as ``docs/results/real/<name>.json``
+    (``name``: the experiment's, from the folder name when not given)."""
+    results_json = Path(results_json)
+    name = name or results_json.parent.name
+    REAL.mkdir(parents=True, exist_ok=True)
+    path = REAL / f"{name}.json"
+    summary = real_summary(json.loads(results_json.read_text(encoding="utf-8")))
+    path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _real(name: str) -> dict:
+    return json.loads((REAL / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _rho(c: dict) -> str:
+    lo, hi = c["ci95"]
+    return f"{c['rho']:+.3f} [{lo:+.3f}, {hi:+.3f}]".replace("-", "−")
+
+
+def _f(x: float, fmt: str = "+.3f") -> str:
+    return "—" if x is None else format(x, fmt).replace("-", "−")
+
+
+def probe_table() -> str:
+    r = _real("real_probe")
+    c, fits = r["correlations"], r["fits"]
+    rows = [f"| Spearman ρ (95 % interval), {r['counts']['used']} single-token WordNet nouns | token-row norm "
+            f"\\|word[id]\\| | encoding norm (before L2) |", "| --- | --- | --- |"]
+    for key, label in (("vs_log_frequency", "vs log word frequency"), ("vs_depth_generic", "vs depth, most generic sense"),
+                       ("vs_depth_generic_given_frequency", "… partial, given frequency"),
+                       ("vs_depth_first", "vs depth, first sense"),
+                       ("vs_depth_first_given_frequency", "… partial, given frequency")):
+        rows.append(f"| {label} | {_rho(c['token_norm'][key])} | {_rho(c['encoding_norm'][key])} |")
+    for key, label in (("token_norm", "token-row norm"), ("encoding_norm", "encoding norm")):
+        bins = [b["rho"] for b in c[key]["vs_depth_by_zipf_bin"] if b["rho"] is not None]
+        c[key]["_bins"] = f"{_f(min(bins))} … {_f(max(bins))} ({len(bins)} bins)"
+    rows.append(f"| vs depth (first sense) within zipf bins one wide | {c['token_norm']['_bins']} | "
+                f"{c['encoding_norm']['_bins']} |")
+    t, e = fits["token_norm"], fits["encoding_norm"]
+    rows.append(f"| two-branch fit of log norm on log frequency: slopes left / right | {_f(t['slope_left'])} / "
+                f"{_f(t['slope_right'])} | {_f(e['slope_left'])} / {_f(e['slope_right'])} |")
+    rows.append(f"| … break at word frequency (residual SS saved by the break) | {t['x_break']:.1e} "
+                f"({100 * t['rss_gain']:.0f} %) | {e['x_break']:.1e} ({100 * e['rss_gain']:.1f} %) |")
+    return "\n".join(rows)
+
+
+def balance_table() -> str:
+    h = _real("real_balance")["headline"]
+    c, u, pp = h["balance_current_state"], h["balance_unit_radius"], h["paper"]
+    rows = ["| balance fit, log observed norm on log predicted | slope | r | rows |", "| --- | --- | --- | --- |",
+            f"| current state, R ∝ (p E\\|g\\|²)^1/2 (§17.2) | {_f(c['slope'])} | {_f(c['r'])} | {c['n']} |",
+            f"| unit radius, the paper's form R ∝ (R² p E\\|g\\|²)^1/4 | {_f(u['slope'])} | {_f(u['r'])} | {u['n']} |",
+            f"| the paper, MiniLM-L12 (its Fig. 3) | {pp['slope']:.2f} | {pp['r']:.2f} | — |",
+            "", "| not scale-invariant (§17.1) | median | largest |", "| --- | --- | --- |",
+            f"| radial share of a sighting's gradient energy E(x̂·g)²/W² | {h['radial_share_median']:.1e} | "
+            f"{h['radial_share_max']:.1e} |",
+            f"| first-order radial push over second-order push \\|2RD\\|/(η pW²/R²) at η = 2e-5 | "
+            f"{h['radial_over_push_at_model_card_lr_median']:.2g} | — |"]
+    return "\n".join(rows)
+
+
+def _gain(g: float) -> str:
+    return _f(100 * g, "+.1f") + " %"
+
+
+def retrieval_table() -> str:
+    r = _real("real_retrieval")
+    v = r["verdict"]["by_direction"]
+    dirs = {d["direction"]: d for d in r["directions"]}
+    names = list(dirs)
+    rows = ["| NDCG@10, WordNet " + f"({r['benchmark']['n_synsets']} synsets, test queries) | " + " | ".join(names) + " |",
+            "| --- |" + " --- |" * len(names)]
+    rows.append("| queries (test) / documents | " + " | ".join(f"{dirs[n]['n_test']} / {dirs[n]['n_docs']}" for n in names) + " |")
+    rows.append("| cosine | " + " | ".join(f"{dirs[n]['overall']['cosine_ndcg']:.3f}" for n in names) + " |")
+    rows.append("| best α < 0 of cos·\\|d\\|^α: gain (95 % interval; shuffled-norm null's 95th percentile) | " + " | ".join(
+        f"α {_f(v[n]['best_neg']['alpha'], 'g')}: {_gain(v[n]['best_neg']['gain'])} ({_gain(v[n]['best_neg']['gain_ci95'][0])} … "
+        f"{_gain(v[n]['best_neg']['gain_ci95'][1])}; null {_gain(v[n]['best_neg']['null_gain_q95'])})" for n in names) + " |")
+    rows.append("| verdict (gain: ≥ 2 % and above the null; flat: under 1 %) | " + " | ".join(v[n]["regime"] for n in names) + " |")
+    bins = [k for k in v[names[0]]["per_depth"]]
+    for b in bins:
+        rows.append(f"| … target depth {b}: best α < 0, gain | " + " | ".join(
+            f"α {_f(v[n]['per_depth'][b]['neg']['alpha'], 'g')}: {_gain(v[n]['per_depth'][b]['neg']['gain'])}" for n in names) + " |")
+    defs = r["baseline_defs"]
+    for key in (k for k in defs if k != "cosine"):
+        rows.append(f"| {key.replace('_', ' ')}: relative to cosine | " + " | ".join(
+            f"{dirs[n]['baselines'][key]['relative']:.3f}" if key in dirs[n]["baselines"] else "—" for n in names) + " |")
+    rows.append("| the paper, MiniLM-L12 (its Fig. 4 and 6; BEIR and TREC CAR) | no gain at any α, no depth gradient | — |")
+    return "\n".join(rows)
+
+
+FINETUNE_RUNS = {"real_finetune": "default", "real_finetune_small": "SGD, small step"}
+
+
+def finetune_table() -> str:
+    def fit(f):
+        return "—" if f is None else f"{_f(f['r'])} ({_f(f['spearman'])}), {_f(f['slope'], '+.2f')}"
+
+    rows = ["| run | optimizer (η, λ) | validity (§16) | ΔR² measured vs predicted, r (Spearman), slope: the formula | "
+            "… with p counted in the run | … and the radial push 2ηR·D | noise ceiling of r | rows never seen: max "
+            "\\|R_K/((1−ηλ)^K R_0) − 1\\| | over the words, Spearman with word frequency of ΔR²: measured / predicted | "
+            "… of ΔR²/R_0²: measured / predicted |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for run, label in FINETUNE_RUNS.items():
+        if not (REAL / f"{run}.json").exists():
+            continue
+        for opt, h in _real(run)["headline"].items():
+            inside = {True: "inside", False: "**outside**", None: "none applies"}[h["validity"]["inside"]]
+            rows.append(f"| {label} | {opt} ({h['lr']:g}, {h['weight_decay']:g}; {h['section'].replace('docs/theory.md ', '')}) "
+                        f"| {inside} | {fit(h['fit'])} | {fit(h['fit_run_p'])} | {fit(h.get('fit_radial'))} | "
+                        f"{_f(h.get('r_ceiling'), '.2f')} | {h['unseen_max_rel_error']:.1e} | "
+                        f"{_f(h['spearman_change_vs_frequency'])} / {_f(h['spearman_pred_vs_frequency'])} | "
+                        f"{_f(h['spearman_relative_change_vs_frequency'])} / {_f(h['spearman_relative_pred_vs_frequency'])} |")
+    return "\n".join(rows)
+
+
+def headline_table() -> str:
+    """The README's summary: one row per real-model experiment, the lab's number beside the paper's."""
+    pr, ba, re_ = _real("real_probe"), _real("real_balance")["headline"], _real("real_retrieval")["verdict"]["by_direction"]
+    c = pr["correlations"]["token_norm"]
+    rows = ["| all-MiniLM-L6-v2, measured by the lab | value | the paper (MiniLM-L12 where it measures one) |", "| --- | --- | --- |",
+            f"| token-row norm vs word frequency, Spearman ({pr['counts']['used']} WordNet nouns) | "
+            f"{_f(c['vs_log_frequency']['rho'])} | frequency is encoded |",
+            f"| … vs WordNet depth, partial given frequency (generic / first sense) | "
+            f"{_f(c['vs_depth_generic_given_frequency']['rho'])} / {_f(c['vs_depth_first_given_frequency']['rho'])} | "
+            "specificity is encoded |",
+            f"| balance fit on the token table: slope, r | {_f(ba['balance_unit_radius']['slope'])}, "
+            f"{_f(ba['balance_unit_radius']['r'])} | 0.88, 0.97 |"]
+    for d, v in re_.items():
+        rows.append(f"| retrieval {d}: best gain of cos·\\|d\\|^α, α < 0 | {_gain(v['best_neg']['gain'])} "
+                    f"({v['regime']}) | none |")
+    for run, label in FINETUNE_RUNS.items():
+        if (REAL / f"{run}.json").exists():
+            for opt, h in _real(run)["headline"].items():
+                best = h.get("fit_radial") or h["fit_run_p"]
+                ceil = f" (noise ceiling {h['r_ceiling']:.2f})" if h.get("r_ceiling") is not None else ""
+                rows.append(f"| fine-tune, {label}, {opt} η {h['lr']:g} λ {h['weight_decay']:g}: per-row ΔR² against the "
+                            f"lab's prediction, r | {_f(best['r'])}{ceil} | not tested |")
+    return "\n".join(rows)
+
+
+REAL_TABLES = {"headline": headline_table, "probe": probe_table, "balance": balance_table, "retrieval": retrieval_table, "finetune": finetune_table}
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- real table {name}: docs/make_tables.py -->", f"<!-- end of real table {name} -->"
+
+
+def render_real(text: str) -> str:
+    """``text`` with every real-model table it marks (``<!-- real table NAME: … -->`` … ``<!-- end
+    of real table NAME -->``, any number of times) rendered anew."""
+    for name, render in REAL_TABLES.items():
+        begin, end = _markers(name)
+        out, pos = [], 0
+        while (i := text.find(begin, pos)) >= 0:
+            j = text.index(end, i)
+            out.append(text[pos:i] + begin + "\n" + render() + "\n")
+            pos = j
+        out.append(text[pos:])
+        text = "".join(out)
+    return text
+
+
+REAL_PAGES = ("README.md", "docs/real.md", "docs/theory.md")
+
+
 if __name__ == "__main__":
     for arg in sys.argv[1:]:  # results.json files to store first (make figures passes them)
-        store(Path(arg))
+        if Path(arg).parent.name.startswith("real_"):
+            store_real(Path(arg))
+        else:
+            store(Path(arg))
     readme = ROOT / "README.md"
     readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
     theory = ROOT / "docs" / "theory.md"
     theory.write_text(render_theory(theory.read_text(encoding="utf-8")), encoding="utf-8")
+    for page in REAL_PAGES:
+        path = ROOT / page
+        path.write_text(render_real(path.read_text(encoding="utf-8")), encoding="utf-8")

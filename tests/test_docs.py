@@ -86,3 +86,22 @@ def test_readme_main_job_table_is_rendered_from_the_committed_results():
         r = json.loads((mod.RESULTS / f"{name}.json").read_text(encoding="utf-8"))
         assert r["optimizer"] == name and r["config"]["seed"] == 0 and r["config"]["quick"] is False
         assert r["status"] == "ok"
+
+
+def test_real_model_tables_are_rendered_from_the_committed_results():
+    """docs/real.md's, the README's and docs/theory.md §17's real-model tables are
+    docs/make_tables.py's rendering of docs/results/real/ (default runs, seed 0), not typed by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_tables", ROOT / "docs" / "make_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    marked = set()
+    for page in mod.REAL_PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        assert mod.render_real(text) == text, f"{page}: real-model table is stale: run python docs/make_tables.py"
+        marked |= {n for n in mod.REAL_TABLES if mod._markers(n)[0] in text}
+    assert marked == set(mod.REAL_TABLES)  # every table is shown somewhere
+    for name in mod.REAL_EXPERIMENTS:
+        r = json.loads((mod.REAL / f"{name}.json").read_text(encoding="utf-8"))
+        assert r["status"] == "ok" and r["config"]["seed"] == 0 and r["config"]["quick"] is False, name

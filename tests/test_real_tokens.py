@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from conftest import run_experiment
 
 
@@ -43,6 +44,9 @@ def test_finetune_rows_never_seen_only_decay(runs):
         obs = np.asarray(res["per_token"][f"{name}_obs"], float)
         pred = np.asarray(res["per_token"][f"{name}_pred"], float)
         assert h["fit"]["r"] == pytest.approx(np.corrcoef(pred, obs)[0, 1], rel=1e-9)
+        assert h["fit"]["spearman"] == pytest.approx(spearmanr(pred, obs).statistic, rel=1e-9)
+        run_p = np.asarray(res["per_token"]["p_run"], float)
+        assert np.all(run_p > 0) and np.all(run_p <= 1)  # every compared row is seen in the run
 
 
 def test_statistics_match_a_direct_gradient():
@@ -62,4 +66,8 @@ def test_statistics_match_a_direct_gradient():
     e2 = (jnp.sum(g0[dog] ** 2) + jnp.sum(g1[dog] ** 2)) / 2
     assert float(st.p[dog]) == 1.0
     assert float(st.w2[dog]) == pytest.approx(float(e2), rel=1e-5)
+    e4 = (jnp.sum(g0[dog] ** 2) ** 2 + jnp.sum(g1[dog] ** 2) ** 2) / 2
+    assert float(st.w4[dog]) == pytest.approx(float(e4), rel=1e-5)
     assert float(st.p[real.load_tokenizer().token_to_id("zebra")]) == 0.0
+    # the run-side sighting count is the statistics' p, counted directly from the token ids
+    np.testing.assert_array_equal(real.row_sightings(b), np.rint(np.asarray(st.p) * 2).astype(int))

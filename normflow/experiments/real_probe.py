@@ -277,17 +277,17 @@ def _figure(args, freq, depth, norms, corr, fits, medians, counts, key):
         v, f, r = norms[name], fits[name], corr[name]
         sc = ax.scatter(lf[order], v[order], c=depth[order], cmap="viridis_r", vmin=lo, vmax=hi,
                         s=5 if v.size > 2000 else 12, alpha=0.55, lw=0, rasterized=True)
-        ax.plot(grid, probe.two_branch_curve(f, 10**grid), "k--", lw=1.8,
+        ax.plot(grid, probe.two_branch_curve(f, 10**grid), "k-", lw=1.8,
                 label=f"two-branch fit: slopes {f['slope_left']:+.3f} | {f['slope_right']:+.3f}, "
                       f"break at zipf {f['break_log10'] + 9:.2f}")
         ax.plot(grid, 10 ** (f["line"]["intercept"] + f["line"]["slope"] * grid), ":", color="0.3", lw=1.3,
-                label=f"one line: slope {f['line']['slope']:+.3f} (residual SS {100 * f['rss_gain']:.1f}% "
-                      "above the two-branch fit)")
+                label=f"one line: slope {f['line']['slope']:+.3f} (the break lowers its residual SS by "
+                      f"{100 * f['rss_gain']:.1f}%)")
         y_lo, y_hi = np.percentile(v, [0.2, 99.8])
         ax.set_ylim(y_lo / 1.04, y_hi * (y_hi / y_lo) ** 0.45)  # room above the points for the legend
         y0 = float(probe.two_branch_curve(f, 10 ** x_ref[:1])[0])
         for label, slope, col in refs:  # clipped at the frame: only their slopes matter
-            ax.plot(x_ref, y0 * 10 ** (slope * (x_ref - x_ref[0])), "-", color=col, lw=2.0, alpha=0.8,
+            ax.plot(x_ref, y0 * 10 ** (slope * (x_ref - x_ref[0])), "--", color=col, lw=2.0, alpha=0.8,
                     label=label)
         ax.axvline(f["break_log10"], color="k", lw=0.6, alpha=0.4)
         ax.set_yscale("log")
@@ -302,13 +302,13 @@ def _figure(args, freq, depth, norms, corr, fits, medians, counts, key):
         ax.set_title(f"{'(a)' if name == 'token_norm' else '(b)'} {short[name]} vs frequency: "
                      f"Spearman ρ = {a['rho']:+.3f} (n {a['n']})", fontsize=9.5)
         ax.legend(fontsize=7, loc="upper left" if f["line"]["slope"] > 0 else "upper right",
-                  title="lines (guides: lab theory, not fits; d log R / d log p)", title_fontsize=7)
+                  title="solid: fits to the points; dashed: lab theory's slopes (guides; d log R / d log p)", title_fontsize=7)
         fig.colorbar(sc, ax=ax, label=dlabel + " (colour)", pad=0.01)
 
     ax = axes[1, 0]
     cmap = plt.cm.plasma
     nb = len(probe.ZIPF_EDGES) - 1
-    for name, ls, mk in (("token_norm", "-", "o"), ("encoding_norm", "--", "s")):
+    for name, ls, mk in (("token_norm", "-", "o"), ("encoding_norm", ":", "s")):
         for i, b in enumerate(medians[name]):
             if len(b["groups"]) < 2:
                 continue
@@ -320,7 +320,7 @@ def _figure(args, freq, depth, norms, corr, fits, medians, counts, key):
                       label=f"zipf {medians['token_norm'][i]['lo']:g}–{medians['token_norm'][i]['hi']:g} "
                             f"(n {medians['token_norm'][i]['n']})") for i in used]
     handles += [Line2D([], [], color="k", ls="-", marker="o", ms=3.5, label="token-row norm"),
-                Line2D([], [], color="k", ls="--", marker="s", ms=3.5, label="encoding norm")]
+                Line2D([], [], color="k", ls=":", marker="s", ms=3.5, label="encoding norm")]
     ax.legend(handles=handles, fontsize=7.5, ncol=2, loc="best")
     ax.set_xlabel(dlabel)
     ax.set_ylabel("median norm at that depth / median norm of the zipf bin")

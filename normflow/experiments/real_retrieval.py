@@ -372,7 +372,7 @@ def _figure(out, args, dirs, alphas, verdict):
         ax.set_xlabel("α  (score cos(q,d)·|d|^α; paper γ = −α)")
         ax.set_ylabel(f"NDCG@{args.k} / NDCG@{args.k}(cosine)")
         target = "the gloss's synset" if d["direction"] == DIRECTIONS[0] else "the word's first sense"
-        ax.set_title(f"(a) {d['direction']}: {d['n_test']} test queries × {d['n_docs']} docs;\n"
+        ax.set_title(f"({'ab'[DIRECTIONS.index(d['direction'])]}) {d['direction']}: {d['n_test']} test queries × {d['n_docs']} docs;\n"
                      f"lines per WordNet depth of {target}", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
 
@@ -387,7 +387,7 @@ def _figure(out, args, dirs, alphas, verdict):
     ax.axvline(0.0, color="w", lw=0.8, ls=":")
     ax.set_xlabel("α_d (document exponent)")
     ax.set_ylabel("α_q (query exponent)")
-    ax.set_title(f"(b) {DIRECTIONS[0]}: cos·|q|^α_q·|d|^α_d — every row identical: max |ΔNDCG| per query over α_q = "
+    ax.set_title(f"(c) {DIRECTIONS[0]}: cos·|q|^α_q·|d|^α_d — every row identical: max |ΔNDCG| per query over α_q = "
                  f"{h['max_abs_per_query_deviation_over_query_alpha']:.3g}\n(|q|^α_q scales a query's whole score row, "
                  "so no ranking changes)", fontsize=8.5)
 
@@ -413,11 +413,11 @@ def _figure(out, args, dirs, alphas, verdict):
     bottoms = [1 + d["baselines"][n]["ci95"][0] for d in dirs for n in names]
     ax.set_ylim(min(min(allrel), min(bottoms), 1.0) - 0.02, max(max(allrel), max(tops), 1.0) + 0.07)
     ax.set_ylabel(f"NDCG@{args.k} / NDCG@{args.k}(cosine), test queries")
-    ax.set_title("(c) norm-side baselines (bars: 95 % paired bootstrap over queries)", fontsize=9)
+    ax.set_title("(d) norm-side baselines (bars: 95 % paired bootstrap over queries)", fontsize=9)
     ax.legend(fontsize=7.5, loc="upper left")
     head, _, rest = verdict["text"].partition("): ")
     fig.suptitle(head + "):\n" + rest.replace(" | ", "\n") if rest else verdict["text"], fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     out.savefig(fig)
     plt.close(fig)
 

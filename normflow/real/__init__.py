@@ -30,6 +30,7 @@ from ._tokens import (
     gloss_lemma_pairs,
     pair_batches,
     pair_loss,
+    row_sightings,
     rows_seen,
     source_energy_of,
     token_frequencies,
@@ -41,5 +42,5 @@ __all__ = [
     "MODEL_INSTALL", "MODEL_PACKAGE", "Bert", "BertConfig", "ModelNotInstalled", "encode_texts", "load_minilm",
     "load_tokenizer", "mean_pool", "model_dir", "tokenize",
     "MNRL_TEMPERATURE", "FineTune", "PairBatches", "TokenStats", "finetune_table", "gloss_lemma_pairs", "pair_batches",
-    "pair_loss", "rows_seen", "source_energy_of", "token_frequencies", "token_statistics", "token_strings",
+    "pair_loss", "row_sightings", "rows_seen", "source_energy_of", "token_frequencies", "token_statistics", "token_strings",
 ]

@@ -28,7 +28,7 @@ from ..losses import info_nce
 from ._bert import Bert, mean_pool, tokenize
 
 __all__ = ["MNRL_TEMPERATURE", "PairBatches", "pair_batches", "pair_loss", "TokenStats", "token_statistics",
-           "FineTune", "finetune_table", "source_energy_of", "rows_seen",
+           "FineTune", "finetune_table", "source_energy_of", "rows_seen", "row_sightings",
            "token_strings", "token_frequencies", "gloss_lemma_pairs"]
 
 MNRL_TEMPERATURE = 0.05  # sentence-transformers' MultipleNegativesRankingLoss: scale 20
@@ -98,7 +98,8 @@ class TokenStats(eqx.Module):
     ``norm``: ``R_t``. ``p``: fraction of batches containing ``t``. ``w2``: ``E[|g_t|² | seen]``.
     ``mean``: ``E[g_t | seen]`` (``[V, d]``). ``radial``: ``D_t = E[x̂·(-g_t)]`` per step (zeros
     included), the first-order radial push a free row does not have. ``radial_sq``:
-    ``E[(x̂·g_t)² | seen]``. ``steps``: ``S``.
+    ``E[(x̂·g_t)² | seen]``. ``w4``: ``E[|g_t|⁴ | seen]`` (the spread of a sighting's energy, for
+    the noise ceiling of a per-row prediction, §17.3). ``steps``: ``S``.
     """
 
     norm: Float[Array, " V"]
@@ -107,6 +108,7 @@ class TokenStats(eqx.Module):
     mean: Float[Array, "V d"]
     radial: Float[Array, " V"]
     radial_sq: Float[Array, " V"]
+    w4: Float[Array, " V"]
     steps: int = eqx.field(static=True)
 
     @property
@@ -128,19 +130,29 @@ def _value_and_grad(model: Bert, word, batch, temperature):
 
 @eqx.filter_jit
 def _accumulate(acc, g, batch, xhat):
-    n, e2, m, r, r2 = acc
+    n, e2, m, r, r2, e4 = acc
     v = xhat.shape[0]
     seen = jnp.zeros(v, bool).at[batch.q_ids].max(batch.q_mask > 0).at[batch.d_ids].max(batch.d_mask > 0)
     rad = jnp.sum(xhat * g, axis=-1)
-    return n + seen, e2 + jnp.sum(g * g, axis=-1), m + g, r - rad, r2 + rad**2
+    energy = jnp.sum(g * g, axis=-1)
+    return n + seen, e2 + energy, m + g, r - rad, r2 + rad**2, e4 + energy**2
+
+
+def row_sightings(batches: PairBatches, vocab_size: int = 30522) -> np.ndarray:
+    """``int[V]``: in how many of the batches each token row occurs (unmasked; a row counted
+    once per batch however often it occurs there, as :class:`TokenStats`'s ``p``)."""
+    steps = int(batches.q_ids.shape[0])
+    seen = np.zeros((steps, vocab_size), bool)
+    for ids, mask in ((batches.q_ids, batches.q_mask), (batches.d_ids, batches.d_mask)):
+        ids, mask = np.asarray(ids).reshape(steps, -1), np.asarray(mask).reshape(steps, -1) > 0
+        rows = np.broadcast_to(np.arange(steps)[:, None], ids.shape)
+        seen[rows[mask], ids[mask]] = True
+    return seen.sum(axis=0)
 
 
 def rows_seen(batches: PairBatches, vocab_size: int = 30522) -> np.ndarray:
     """``bool[V]``: the token rows that occur (unmasked) in any of the batches."""
-    seen = np.zeros(vocab_size, bool)
-    for ids, mask in ((batches.q_ids, batches.q_mask), (batches.d_ids, batches.d_mask)):
-        seen[np.asarray(ids)[np.asarray(mask) > 0]] = True
-    return seen
+    return row_sightings(batches, vocab_size) > 0
 
 
 def _batch(batches: PairBatches, k: int) -> PairBatches:
@@ -162,15 +174,15 @@ def token_statistics(model: Bert, batches: PairBatches, *, temperature: float = 
     word = model.word
     xhat = word / jnp.linalg.norm(word, axis=-1, keepdims=True)
     z = jnp.zeros(word.shape[0], word.dtype)
-    acc = (z, z, jnp.zeros_like(word), z, z)
+    acc = (z, z, jnp.zeros_like(word), z, z, z)
     for k in range(steps):
         b = _batch(batches, k)
         _, g = _value_and_grad(model, word, b, temperature)
         acc = _accumulate(acc, g, b, xhat)
-    n, e2, m, r, r2 = acc
+    n, e2, m, r, r2, e4 = acc
     safe = jnp.where(n > 0, n, 1.0)
     return TokenStats(norm=jnp.linalg.norm(model.word, axis=-1), p=n / steps, w2=e2 / safe, mean=m / safe[:, None],
-                      radial=r / steps, radial_sq=r2 / safe, steps=steps)
+                      radial=r / steps, radial_sq=r2 / safe, w4=e4 / safe, steps=steps)
 
 
 def source_energy_of(stats: TokenStats) -> dict[str, np.ndarray]:
