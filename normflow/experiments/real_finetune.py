@@ -210,8 +210,7 @@ def main(argv=None):
     lf = np.log10(np.maximum(freq, 1e-9))
     for ax, name in zip(axes[:-1], runs):
         res = runs[name]
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_under("0.6")
+        cmap = plt.get_cmap("viridis").with_extremes(under="0.6")
         sc = ax.scatter(res["pred"], res["obs"], c=lf, s=8, cmap=cmap, label="lab formula",
                         vmin=float(np.min(lf[freq > 0])) if np.any(freq > 0) else None)
         if "pred_radial" in res:
