@@ -31,7 +31,7 @@ demo: $(VENV)/.installed
 	$(PY) -m normflow ode_vs_adam --optimizer adam --force
 
 OPTIMIZERS := gd sgd sgd_l2 sgdm sgdmw sgdp adam adamw adam_l2 adamp lion
-EXPERIMENTS := balance_fit frequency lambda_sweep ntk_drift retrieval schedule specificity
+EXPERIMENTS := balance_fit frequency lambda_sweep ntk_drift retrieval schedule specificity vocabulary
 REAL := real_probe real_balance real_retrieval real_finetune
 
 figures: $(VENV)/.installed

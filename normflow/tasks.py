@@ -254,6 +254,13 @@ class FlatTask(_Task):
 
     ``spread`` is ``1 - |mean leaf direction|²`` as for :class:`HierarchicalTask`; ``depth`` is
     absent (use ``spread`` or ``spread_scale`` as the regressor).
+
+    ``weights`` (optional): given sampling weights, one per concept (e.g. measured word
+    frequencies, :func:`normflow.real.vocabulary_frequencies`), normalised to sum 1 in float64;
+    concept ``i`` then has weight ``weights[i]`` in that order (no random ranking), with the same
+    random draws for everything else. Only with ``frequency="uniform"`` (the default; a
+    ``ValueError`` otherwise). In float32 the inverse-CDF sampler resolves a weight only to about
+    ``1e-7`` (the uniform's grid): weights far below that need ``dtype=jnp.float64``.
     """
 
     spread: Float[Array, " N"]
@@ -272,6 +279,7 @@ class FlatTask(_Task):
         zipf_exponent: float = 1.0,
         temperature: float = 0.1,
         dtype=jnp.float32,
+        weights: Float[np.ndarray, " N"] | None = None,
     ):
         if num_concepts < 1 or dim < 2 or leaves_per_concept < 1:
             raise ValueError(
@@ -282,6 +290,15 @@ class FlatTask(_Task):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if frequency not in ("uniform", "zipf"):
             raise ValueError(f"frequency must be 'uniform' or 'zipf', got {frequency!r}")
+        if weights is not None:
+            if frequency != "uniform":
+                raise ValueError(f"give weights or frequency={frequency!r}, not both")
+            w = np.asarray(weights, np.float64)
+            if w.shape != (num_concepts,):
+                raise ValueError(f"weights needs shape ({num_concepts},), got {w.shape}")
+            if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+                bad = w[~(np.isfinite(w) & (w >= 0))]
+                raise ValueError(f"weights must be finite, >= 0 and not all 0, got {bad[0] if bad.size else 0.0}")
         self.leaf_lo = jnp.arange(num_concepts, dtype=jnp.int32) * leaves_per_concept
         self.leaf_count = jnp.full((num_concepts,), leaves_per_concept, dtype=jnp.int32)
         self.context_noise = jnp.asarray(context_noise, dtype)
@@ -290,6 +307,8 @@ class FlatTask(_Task):
             key, self.leaf_lo, self.leaf_count, num_concepts=num_concepts, dim=dim,
             spread_range=tuple(float(v) for v in spread_range), leaves_per_concept=leaves_per_concept,
             zipf_exponent=zipf_exponent if frequency == "zipf" else None, dtype=dtype)
+        if weights is not None:
+            self.weights = jnp.asarray(w / w.sum(), dtype)
 
 
 # The tasks' arrays are built by one compiled program each (not op by op: on a CPU each eager

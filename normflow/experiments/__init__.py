@@ -20,6 +20,7 @@ EXPERIMENTS = (
     "schedule",
     "specificity",
     "validity",
+    "vocabulary",
 )
 
 __all__ = ["EXPERIMENTS"]

@@ -36,6 +36,8 @@ from ._tokens import (
     token_frequencies,
     token_statistics,
     token_strings,
+    VocabularyFrequencies,
+    vocabulary_frequencies,
 )
 
 __all__ = [
@@ -43,4 +45,5 @@ __all__ = [
     "load_tokenizer", "mean_pool", "model_dir", "tokenize",
     "MNRL_TEMPERATURE", "FineTune", "PairBatches", "TokenStats", "finetune_table", "gloss_lemma_pairs", "pair_batches",
     "pair_loss", "row_sightings", "rows_seen", "source_energy_of", "token_frequencies", "token_statistics", "token_strings",
+    "VocabularyFrequencies", "vocabulary_frequencies",
 ]

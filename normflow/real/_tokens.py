@@ -29,7 +29,7 @@ from ._bert import Bert, mean_pool, tokenize
 
 __all__ = ["MNRL_TEMPERATURE", "PairBatches", "pair_batches", "pair_loss", "TokenStats", "token_statistics",
            "FineTune", "finetune_table", "source_energy_of", "rows_seen", "row_sightings",
-           "token_strings", "token_frequencies", "gloss_lemma_pairs"]
+           "token_strings", "token_frequencies", "gloss_lemma_pairs", "VocabularyFrequencies", "vocabulary_frequencies"]
 
 MNRL_TEMPERATURE = 0.05  # sentence-transformers' MultipleNegativesRankingLoss: scale 20
 
@@ -268,6 +268,74 @@ def token_frequencies(ids) -> np.ndarray:
     names = token_strings()
     return np.array([0.0 if names[i].startswith(("##", "[")) else wordfreq.word_frequency(names[i], "en")
                      for i in np.asarray(ids).tolist()])
+
+
+class VocabularyFrequencies(NamedTuple):
+    """Words with their measured frequencies (:func:`vocabulary_frequencies`), most frequent first.
+
+    **Fields:** ``words`` (list of str); ``frequency`` float64[N] (wordfreq's English frequency,
+    per word of running text, > 0); ``in_vocab`` bool[N] (a whole-word token of the real model's
+    vocabulary; False for the words of wordfreq's own top list added beyond it); ``token_id``
+    int[N] (the token id, −1 for the added words)."""
+
+    words: list
+    frequency: np.ndarray
+    in_vocab: np.ndarray
+    token_id: np.ndarray
+
+
+def _whole_word(t: str) -> bool:
+    return t.isascii() and t.isalpha()  # excludes "##…" pieces, "[…]" specials, digits, punctuation
+
+
+def vocabulary_frequencies(min_words: int = 0) -> VocabularyFrequencies:
+    """The whole-word tokens of all-MiniLM-L6-v2's vocabulary with their wordfreq frequencies.
+
+    A whole word is a token of ASCII letters only (no ``##`` piece, no ``[…]`` special, no digit or
+    punctuation); those wordfreq does not know (frequency 0) are dropped: 21,736 of the 30,522
+    tokens remain. If that is fewer than ``min_words``, wordfreq's own most frequent English words
+    (``wordfreq.top_n_list``, whole words as above, not already in the vocabulary) are added in
+    their rank order until there are ``min_words``.
+
+    **Arguments:**
+
+    - `min_words`: the least number of words to return (0: the vocabulary's whole words only).
+
+    **Returns:** a :class:`VocabularyFrequencies`, sorted by decreasing frequency (ties by word).
+    """
+    import wordfreq
+
+    if min_words < 0:
+        raise ValueError(f"min_words must be >= 0, got {min_words}")
+    names = token_strings()
+    words, ids = [], []
+    for i, t in enumerate(names):
+        if _whole_word(t):
+            words.append(t)
+            ids.append(i)
+    freq = [wordfreq.word_frequency(w, "en") for w in words]
+    keep = [k for k, f in enumerate(freq) if f > 0]
+    words, ids, freq = [words[k] for k in keep], [ids[k] for k in keep], [freq[k] for k in keep]
+    n_vocab = len(words)
+    if len(words) < min_words:
+        seen = set(words)
+        n_top = 2 * min_words
+        while len(words) < min_words:
+            for w in wordfreq.top_n_list("en", n_top):
+                if len(words) >= min_words:
+                    break
+                if _whole_word(w) and w not in seen and wordfreq.word_frequency(w, "en") > 0:
+                    seen.add(w)
+                    words.append(w)
+                    ids.append(-1)
+                    freq.append(wordfreq.word_frequency(w, "en"))
+            if len(words) < min_words and n_top >= 10**6:
+                raise ValueError(f"wordfreq has fewer than {min_words} English whole words")
+            n_top *= 4
+    f = np.asarray(freq, np.float64)
+    order = sorted(range(len(words)), key=lambda k: (-f[k], words[k]))
+    return VocabularyFrequencies([words[k] for k in order], f[order],
+                                 np.asarray([k < n_vocab for k in order]), np.asarray([ids[k] for k in order], np.int64))
 
 
 def gloss_lemma_pairs(*, max_pairs: int, key: PRNGKeyArray) -> list[tuple[str, str]]:
