@@ -189,6 +189,8 @@ def store_real(results_json: Path, name: str | None = None) -> Path:
     path = REAL / f"{name}.json"
     summary = real_summary(json.loads(results_json.read_text(encoding="utf-8")))
     path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if name == "real_probe":  # the vocabulary sim compares against it: shipped with the package too
+        (ROOT / "normflow" / "_data" / "real_probe.json").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     return path
 
 
