@@ -31,7 +31,7 @@ def _max_diff(a, b, field):
 def test_sparse_step_is_the_dense_trajectory(zipf_task, opt):
     """float64: norms and the whole record of sparse=True equal the dense run's to 1e-11."""
     lr, wd = CASES[opt]
-    kw = dict(lr=lr, weight_decay=wd, steps=600, key=jax.random.key(1), batch_size=16, save_steps=[1, 7, 60, 333],
+    kw = dict(lr=lr, weight_decay=wd, steps=400, key=jax.random.key(1), batch_size=16, save_steps=[1, 7, 60, 333],
               n_full=48)
     dense = nf.train(zipf_task, opt, **kw)
     sparse = nf.train(zipf_task, opt, sparse=True, **kw)
@@ -48,7 +48,9 @@ def test_sparse_step_is_the_dense_trajectory(zipf_task, opt):
 def test_scale_renormalises_before_it_underflows():
     """ηλ = 0.025 for 30,000 steps with no record in between: Π(1-ηλ) = e⁻⁷⁶⁰ underflows float64
     to 0, so without folding the scale into the rows (below 2⁻⁵⁰, every ~1,400 steps) the run
-    would divide by 0; with it the run is the dense one."""
+    would divide by 0; with it the run is the dense one. (At ηλ = 0.05 over 15,000 steps sparse and
+    dense part ways by up to 0.3 before any refolding, which points to dynamics that amplify
+    rounding; so the test is not shortened that way.)"""
     task = nf.FlatTask(16, 8, key=jax.random.key(2), dtype=jnp.float64)
     kw = dict(lr=0.5, weight_decay=0.05, steps=30000, key=jax.random.key(3), batch_size=16, save_steps=[1, 30000])
     dense = nf.train(task, "sgd", **kw)
