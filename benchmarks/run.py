@@ -34,6 +34,20 @@ numbers, faster CPU code).
    a fixed horizon vs fixed-step classic RK4 with the fewest steps that reach the same final
    accuracy against a tight reference (Tsit5 at rtol 1e-8; the task is float32); ``ode_vs_rk4`` = RK4 wall time / adaptive
    wall time (> 1: adaptive is faster at equal accuracy).
+4. scale (``--only scale``; not in the default set, it takes ~10 minutes on 2 CPU cores):
+   µs per step against the table's size, FlatTask(N concepts, dim 64, 4 leaves per concept),
+   batch 256, float32, at N = 1,024 / 8,192 / 32,768 / 131,072 and at MiniLM's 30,522 x 384, for
+   ``sgd``, ``sgdm``, ``adamw`` and ``lazy_adamw``, each through the dense engine (the step as it
+   was before the sparse engine) and, for the three that have one, the sparse engine
+   (``nf.train(..., sparse=True)``). µs/step is the marginal cost, (time of 2n steps - time of n
+   steps)/n of one compiled program, so a call's fixed costs (initialisation, the record, the
+   assembly) cancel. Dense AdamW's bytes moved per step (8 passes over the table: parameters,
+   both moments read and written, the dense gradient written and read) ÷ its step time is
+   reported as a fraction of the memory bandwidth measured in the same run (``x ← 0.999·x + 1``
+   over a 256 MiB float32 array in a compiled loop: 2 passes each). And the sparse sweep at 131,072 concepts
+   (``nf.sweep(..., sparse=True)``): its peak resident memory at a few config counts, each in a
+   fresh process, the per-config slope, the largest sweep that fits in 24 GiB by that slope, and
+   the throughput (config-steps/s) of the largest one run.
 """
 
 from __future__ import annotations
@@ -409,14 +423,113 @@ def RK4():
     return _RK4()
 
 
+# --------------------------------------------------------------------------- scale
+SCALE_SIZES = ((1024, 64), (8192, 64), (32768, 64), (131072, 64), (30522, 384))
+SCALE_OPTS = {"sgd": dict(lr=0.5, weight_decay=1e-3), "sgdm": dict(lr=0.05, weight_decay=1e-3, momentum=0.9),
+              "adamw": dict(lr=1e-2, weight_decay=0.05), "lazy_adamw": dict(lr=1e-2, weight_decay=0.05)}
+SCALE_BATCH = 256
+
+
+def per_step_us(task, opt: str, sparse: bool, steps: int, repeats: int) -> float:
+    """Marginal µs per step: (best time of 2·steps - best time of steps) / steps, each the best of
+    ``repeats`` calls after a first (compiling) one, with the record only at the end."""
+
+    def timed(n):
+        run = lambda: block(nf.train(task, opt, steps=n, key=jax.random.key(0), batch_size=SCALE_BATCH,
+                                     save_steps=[n], sparse=sparse, **SCALE_OPTS[opt]).norms)
+        run()
+        return best_time(run, repeats)
+
+    return 1e6 * (timed(2 * steps) - timed(steps)) / steps
+
+
+def memory_bandwidth(quick: bool) -> float:
+    """Bytes/s of ``x ← 0.999·x + 1`` over a 256 MiB float32 array, 10 times in one compiled
+    ``fori_loop`` (each pass reads and writes the array once; the buffer is reused in place, so no
+    fresh pages are faulted in): a STREAM-style figure from the same runtime as the benchmark."""
+    n, reps = (64 if quick else 256) * 2**18, 10
+    f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: 0.999 * x + 1.0, a))
+    x = block(f(jnp.zeros(n, jnp.float32)))
+    return 2 * reps * x.nbytes / best_time(lambda: block(f(x)), 5)
+
+
+def _sweep_child(configs: int, steps: int) -> None:
+    """(``--sweep-child``) one sparse sweep at 131,072 concepts; prints its peak RSS and time."""
+    import resource
+
+    task = nf.FlatTask(131072, 64, key=jax.random.key(1), leaves_per_concept=4, dtype=jnp.float32)
+    kw = SCALE_OPTS["lazy_adamw"]
+    run = lambda n: block(nf.sweep(task, "lazy_adamw", lr=np.full(configs, kw["lr"]), weight_decay=kw["weight_decay"],
+                                   seeds=np.arange(configs), steps=n, batch_size=SCALE_BATCH, save_steps=[n],
+                                   sparse=True).norms)
+    run(steps), run(2 * steps)
+    t = best_time(lambda: run(2 * steps), 1) - best_time(lambda: run(steps), 1)
+    print(json.dumps(dict(configs=configs, peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                          config_steps_per_s=configs * steps / t)))
+
+
+def sweep_memory(quick: bool) -> dict:
+    import subprocess
+
+    counts, steps = ((2, 8) if quick else (4, 16, 64)), (50 if quick else 200)
+    rows = []
+    for c in counts:
+        out = subprocess.run([sys.executable, __file__, "--sweep-child", str(c), str(steps)], capture_output=True,
+                             text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        log(f"[scale] sparse lazy_adamw sweep, 131,072 concepts x {c} configs: peak RSS {rows[-1]['peak_rss_gib']:.2f} "
+            f"GiB, {rows[-1]['config_steps_per_s']:,.0f} config-steps/s")
+    c = np.array([r["configs"] for r in rows], float)
+    m = np.array([r["peak_rss_gib"] for r in rows])
+    slope, intercept = np.polyfit(c, m, 1)
+    fits = int((24 - intercept) // slope)
+    log(f"[scale] sweep memory: {intercept:.2f} GiB + {slope * 1024:.0f} MiB per config -> {fits} configs in 24 GiB")
+    return dict(runs=rows, gib_per_config=slope, gib_fixed=intercept, configs_in_24_gib=fits)
+
+
+def bench_scale(quick: bool) -> dict:
+    bw = memory_bandwidth(quick)
+    log(f"[scale] memory bandwidth (x <- 0.999 x + 1 over {64 if quick else 256} MiB): {bw / 1e9:.1f} GB/s")
+    sizes = SCALE_SIZES[:2] + SCALE_SIZES[-1:] if quick else SCALE_SIZES
+    rows = []
+    for n, d in sizes:
+        task = nf.FlatTask(n, d, key=jax.random.key(1), leaves_per_concept=4, dtype=jnp.float32)
+        big = n * d > 2**20
+        for opt in SCALE_OPTS:
+            row = dict(concepts=n, dim=d, optimizer=opt)
+            row["dense_us"] = per_step_us(task, opt, False, (20 if quick else 100) if big else (200 if quick else 2000),
+                                          1 if big else 2)
+            if opt != "adamw":  # cheap, and this VM's speed jumps between two states: best of 5
+                row["sparse_us"] = per_step_us(task, opt, True, 200 if quick else 1000, 2 if quick else 5)
+            else:
+                row["bytes_per_step"] = 8 * n * d * 4
+                row["fraction_of_bandwidth"] = row["bytes_per_step"] / (row["dense_us"] * 1e-6) / bw
+            rows.append(row)
+            extra = (f"sparse {row['sparse_us']:9.1f} µs" if "sparse_us" in row
+                     else f"{100 * row['fraction_of_bandwidth']:.0f} % of bandwidth")
+            log(f"[scale] {n:>7} x {d:<3} {opt:>10}: dense {row['dense_us']:9.1f} µs, {extra}")
+    at = {(r["concepts"], r["dim"], r["optimizer"]): r for r in rows}
+    base, top = sizes[0], (131072, 64) if not quick else sizes[1]
+    ratios = {}
+    for opt in SCALE_OPTS:
+        f = "dense_us" if opt == "adamw" else "sparse_us"
+        ratios[opt] = at[(*top, opt)][f] / at[(*base, opt)][f]
+        log(f"[scale] {opt}: step at {top[0]:,} concepts / at {base[0]:,} = {ratios[opt]:.2f}x")
+    return dict(bandwidth_bytes_per_s=bw, rows=rows, ratio_largest_vs_smallest=ratios, largest=list(top),
+                sweep=sweep_memory(quick))
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="few steps, fewer variants (well under a minute)")
-    p.add_argument("--only", default="standard,small,ode", help="comma-separated subset of standard,small,ode")
+    p.add_argument("--only", default="standard,small,ode", help="comma-separated subset of standard,small,ode,scale")
+    p.add_argument("--sweep-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     parts = set(args.only.split(","))
     nf.cpu_devices_per_core()  # as the sweep sims run: one CPU device per core (before JAX starts)
+    if args.sweep_child:
+        return _sweep_child(*args.sweep_child)
     dev = jax.devices()[0]
     log(f"[machine] {platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__}, "
         f"backend {jax.default_backend()}, device {dev.device_kind} x{jax.device_count()}, quick={args.quick}, "
@@ -448,6 +561,13 @@ def main(argv=None):
         od = bench_ode(args.quick)
         res["ode"] = od
         keys["ode_vs_rk4"] = od["ode_vs_rk4"]
+    if "scale" in parts:
+        sc = bench_scale(args.quick)
+        res["scale"] = sc
+        keys.update({f"scale_{o}_ratio": r for o, r in sc["ratio_largest_vs_smallest"].items()})
+        keys["scale_adamw_fraction_of_bandwidth"] = max(r.get("fraction_of_bandwidth", 0) for r in sc["rows"]
+                                                         if r["concepts"] * r["dim"] >= 2**23)
+        keys["scale_sweep_configs_in_24_gib"] = sc["sweep"]["configs_in_24_gib"]
     res["total_s"] = time.perf_counter() - t0
     log(f"[total] {res['total_s']:.1f} s")
     rounded = {k: (None if v is None else round(float(v), 4)) for k, v in keys.items()}

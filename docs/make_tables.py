@@ -74,30 +74,41 @@ VALIDITY = ROOT / "normflow" / "_data" / "validity.json"
 V_BEGIN, V_END = "<!-- validity table: docs/make_tables.py -->", "<!-- end of validity table -->"
 
 
+def _table(begin: str, end: str, header: list[str], rows: list[str]) -> str:
+    """A markdown table between its two marker comments."""
+    return "\n".join([begin, "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |", *rows,
+                      end])
+
+
 def _g(x) -> str:
     return "—" if x is None else f"{x:.2g}"
+
+
+def _map_row(name: str, f: dict, *, label: dict, swept: str, holds: str, axis: str, unmeasured: str) -> str:
+    """One row of a §16 map table: the map, its optimizer and section, the swept range, the fixed
+    hyperparameters, the points that hold, where it holds, and the main job's default on it."""
+    reg, d = f["region"], f["main_job_default"]
+    fixed = ", ".join(f"{label[k]} = {v:g}" for k, v in f["fixed"].items()) or "—"
+    inside = {True: "inside", False: "**outside**", None: unmeasured}[d["inside"]]
+    return (f"| `{name}` | `{f['optimizer']}` ({f['section'].replace('docs/theory.md ', '')}) | {swept} | {fixed} | "
+            f"{reg['points_holding']}/{reg['points_measured']} | {holds} | {axis} = {d['axis_value']:.2g}: {inside} |")
 
 
 def validity_table() -> str:
     """docs/theory.md §16's table, from the measured regions shipped in the package."""
     data = json.loads(VALIDITY.read_text(encoding="utf-8"))
-    rows = ["| map | optimizer (section) | swept group, range | fixed | points within 5 % (of measured) | holds where "
-            "(combined group below) | main job's default |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    header = ["map", "optimizer (section)", "swept group, range", "fixed", "points within 5 % (of measured)",
+              "holds where (combined group below)", "main job's default"]
     comb = {"eta_lambda": "ηλ/p", "one_minus_b2": "(1−β₂)/p", "one_minus_momentum": "(1−β)/p"}
     name_of = {"eta_lambda": "ηλ", "one_minus_b2": "1−β₂", "one_minus_momentum": "1−β"}
+    rows = []
     for name, f in data["families"].items():
-        reg = f["region"]
-        beta = "β" if f["optimizer"].startswith("sgd") else "β₁"
-        label = {"momentum": beta, "b2": "β₂", "eta_lambda": "ηλ"}
-        fixed = ", ".join(f"{label[k]} = {v:g}" for k, v in f["fixed"].items()) or "—"
-        where = ("every point" if reg["group_max"] is None else f"{comb[f['axis']]} < {_g(reg['group_max'])}")
-        d = f["main_job_default"]
-        inside = {True: "inside", False: "**outside**", None: "unmeasured"}[d["inside"]]
-        rows.append(f"| `{name}` | `{f['optimizer']}` ({f['section'].replace('docs/theory.md ', '')}) | "
-                    f"{name_of[f['axis']]} {f['values'][0]:.2g} … {f['values'][-1]:.2g} | {fixed} | "
-                    f"{reg['points_holding']}/{reg['points_measured']} | {where} | {name_of[f['axis']]} = {d['axis_value']:.2g}: "
-                    f"{inside} |")
-    return "\n".join([V_BEGIN, *rows, V_END])
+        gmax = f["region"]["group_max"]
+        label = {"momentum": "β" if f["optimizer"].startswith("sgd") else "β₁", "b2": "β₂", "eta_lambda": "ηλ"}
+        rows.append(_map_row(name, f, label=label, axis=name_of[f["axis"]], unmeasured="unmeasured",
+                             swept=f"{name_of[f['axis']]} {f['values'][0]:.2g} … {f['values'][-1]:.2g}",
+                             holds="every point" if gmax is None else f"{comb[f['axis']]} < {_g(gmax)}"))
+    return _table(V_BEGIN, V_END, header, rows)
 
 
 S_BEGIN, S_END = "<!-- sde table: docs/make_tables.py -->", "<!-- end of sde table -->"
@@ -107,15 +118,13 @@ def sde_table() -> str:
     """docs/theory.md §16's SDE table, from the shipped comparison."""
     sde = json.loads(VALIDITY.read_text(encoding="utf-8"))["sde"]
     m, q = sde["modified_drift"], sde["plain_drift"]
-    rows = ["| η | ηλ | ε | SGD mean norm | SDE mean, error (± s.e.) | without modified drift | SGD spread | "
-            "SDE spread error | time to equilibrium SGD / SDE |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for i, lr in enumerate(m["lr"]):
-        se = 100 * m["mean_diff_se"][i] / m["mean_sgd"][i]
-        rows.append(f"| {lr:.3g} | {m['eta_lambda'][i]:.3g} | {m['eps'][i]:.2f} | {m['mean_sgd'][i]:.4f} | "
-                    f"{_pct(m['mean_rel_err'][i])} % (± {se:.2f}) | {_pct(q['mean_rel_err'][i])} % | "
-                    f"{m['std_sgd'][i]:.4f} | {_pct(m['std_rel_err'][i])} % | "
-                    f"{m['t_eq_sgd'][i]:.2f} / {m['t_eq_sde'][i]:.2f} |")
-    return "\n".join([S_BEGIN, *rows, S_END])
+    header = ["η", "ηλ", "ε", "SGD mean norm", "SDE mean, error (± s.e.)", "without modified drift", "SGD spread",
+              "SDE spread error", "time to equilibrium SGD / SDE"]
+    cells = lambda i: [f"{m['lr'][i]:.3g}", f"{m['eta_lambda'][i]:.3g}", f"{m['eps'][i]:.2f}", f"{m['mean_sgd'][i]:.4f}",
+                       f"{_pct(m['mean_rel_err'][i])} % (± {100 * m['mean_diff_se'][i] / m['mean_sgd'][i]:.2f})",
+                       f"{_pct(q['mean_rel_err'][i])} %", f"{m['std_sgd'][i]:.4f}", f"{_pct(m['std_rel_err'][i])} %",
+                       f"{m['t_eq_sgd'][i]:.2f} / {m['t_eq_sde'][i]:.2f}"]
+    return _table(S_BEGIN, S_END, header, ["| " + " | ".join(cells(i)) + " |" for i in range(len(m["lr"]))])
 
 
 P_BEGIN, P_END = "<!-- path-map table: docs/make_tables.py -->", "<!-- end of path-map table -->"
@@ -124,20 +133,16 @@ P_BEGIN, P_END = "<!-- path-map table: docs/make_tables.py -->", "<!-- end of pa
 def path_table() -> str:
     """docs/theory.md §16's path-map table, from the path maps shipped in the package."""
     data = json.loads(VALIDITY.read_text(encoding="utf-8"))
-    rows = ["| map | optimizer (section) | η swept | fixed | points within 5 % (of measured) | every bin holds up to η | "
-            "main job's default |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    label = {"momentum": "β₁", "b2": "β₂", "eta_lambda": "ηλ"}
+    header = ["map", "optimizer (section)", "η swept", "fixed", "points within 5 % (of measured)",
+              "every bin holds up to η", "main job's default"]
+    rows = []
     for name, f in data.get("paths", {}).items():
-        reg = f["region"]
-        ups = [b["all_hold_up_to"] for b in reg["by_p"]]
-        up = "—" if any(u is None for u in ups) else f"{min(ups):.2g}"
-        fixed = ", ".join(f"{label[k]} = {v:g}" for k, v in f["fixed"].items())
-        d = f["main_job_default"]
-        inside = {True: "inside", False: "**outside**", None: "unmeasured (the main job's run has decay)"}[d["inside"]]
-        rows.append(f"| `{name}` | `{f['optimizer']}` ({f['section'].replace('docs/theory.md ', '')}) | "
-                    f"{f['values'][0]:.2g} … {f['values'][-1]:.2g} | {fixed} | {reg['points_holding']}/{reg['points_measured']} "
-                    f"| {up} | η = {d['axis_value']:.2g}: {inside} |")
-    return "\n".join([P_BEGIN, *rows, P_END])
+        ups = [b["all_hold_up_to"] for b in f["region"]["by_p"]]
+        rows.append(_map_row(name, f, label={"momentum": "β₁", "b2": "β₂", "eta_lambda": "ηλ"}, axis="η",
+                             unmeasured="unmeasured (the main job's run has decay)",
+                             swept=f"{f['values'][0]:.2g} … {f['values'][-1]:.2g}",
+                             holds="—" if any(u is None for u in ups) else f"{min(ups):.2g}"))
+    return _table(P_BEGIN, P_END, header, rows)
 
 
 def render_theory(text: str) -> str:
@@ -331,11 +336,11 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- real table {name}: docs/make_tables.py -->", f"<!-- end of real table {name} -->"
 
 
-def render_real(text: str) -> str:
-    """``text`` with every real-model table it marks (``<!-- real table NAME: … -->`` … ``<!-- end
-    of real table NAME -->``, any number of times) rendered anew."""
-    for name, render in REAL_TABLES.items():
-        begin, end = _markers(name)
+def _render_marked(text: str, tables: dict, markers) -> str:
+    """``text`` with every table it marks (``markers(name)`` = its begin and end comments, any
+    number of times) rendered anew."""
+    for name, render in tables.items():
+        begin, end = markers(name)
         out, pos = [], 0
         while (i := text.find(begin, pos)) >= 0:
             j = text.index(end, i)
@@ -344,6 +349,55 @@ def render_real(text: str) -> str:
         out.append(text[pos:])
         text = "".join(out)
     return text
+
+
+def render_real(text: str) -> str:
+    """``text`` with every real-model table it marks (``<!-- real table NAME: … -->`` … ``<!-- end
+    of real table NAME -->``) rendered anew."""
+    return _render_marked(text, REAL_TABLES, _markers)
+
+
+# ----------------------------------------------------------------------------- benchmarks
+SCALE = ROOT / "docs" / "results" / "benchmarks" / "scale.json"
+
+
+def _bench_markers(name: str) -> tuple[str, str]:
+    return f"<!-- benchmark table {name}: docs/make_tables.py -->", f"<!-- end of benchmark table {name} -->"
+
+
+def scale_table() -> str:
+    """docs/benchmarks.md's scaling table, from ``python benchmarks/run.py --only scale``'s JSON."""
+    sc = json.loads(SCALE.read_text(encoding="utf-8"))["details"]["scale"]
+    at = {(r["concepts"], r["dim"], r["optimizer"]): r for r in sc["rows"]}
+    sizes = sorted({(r["concepts"], r["dim"]) for r in sc["rows"]}, key=lambda nd: (nd[1], nd[0]))
+    rows = ["| concepts × dim | sgd dense / sparse | sgdm dense / sparse | adamw dense (of bandwidth) | "
+            "lazy adamw dense / sparse |", "| --- | --- | --- | --- | --- |"]
+    for n, d in sizes:
+        cell = lambda o: f"{at[(n, d, o)]['dense_us']:,.0f} / **{at[(n, d, o)]['sparse_us']:,.0f}**"  # noqa: E731
+        aw = at[(n, d, "adamw")]
+        rows.append(f"| {n:,} × {d} | {cell('sgd')} | {cell('sgdm')} | {aw['dense_us']:,.0f} "
+                    f"({100 * aw['fraction_of_bandwidth']:.0f} %) | {cell('lazy_adamw')} |")
+    base, top = (1024, 64), tuple(sc["largest"])
+    ratio = lambda o, f: at[(*top, o)][f] / at[(*base, o)][f]  # noqa: E731
+    rows.append(f"| **{top[0]:,} ÷ {base[0]:,}** | {ratio('sgd', 'dense_us'):.1f}× / **{ratio('sgd', 'sparse_us'):.2f}×** | "
+                f"{ratio('sgdm', 'dense_us'):.1f}× / **{ratio('sgdm', 'sparse_us'):.2f}×** | "
+                f"{ratio('adamw', 'dense_us'):.1f}× | {ratio('lazy_adamw', 'dense_us'):.1f}× / "
+                f"**{ratio('lazy_adamw', 'sparse_us'):.2f}×** |")
+    sw = sc["sweep"]
+    runs = ", ".join(f"{r['configs']} configs {r['peak_rss_gib']:.2f} GiB ({r['config_steps_per_s']:,.0f} config-steps/s)"
+                     for r in sw["runs"])
+    return "\n".join(rows + ["", f"Memory bandwidth measured in the same run: {sc['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s. "
+                              f"Sparse lazy-AdamW sweep at 131,072 × 64, peak resident memory: {runs}; fit "
+                              f"{sw['gib_fixed']:.2f} GiB + {1024 * sw['gib_per_config']:.0f} MiB per config, so "
+                              f"**{sw['configs_in_24_gib']} configs fit in 24 GiB**."])
+
+
+BENCH_TABLES = {"scale": scale_table}
+BENCH_PAGES = ("docs/benchmarks.md",)
+
+
+def render_bench(text: str) -> str:
+    return _render_marked(text, BENCH_TABLES, _bench_markers)
 
 
 REAL_PAGES = ("README.md", "docs/real.md", "docs/theory.md")
@@ -362,3 +416,6 @@ if __name__ == "__main__":
     for page in REAL_PAGES:
         path = ROOT / page
         path.write_text(render_real(path.read_text(encoding="utf-8")), encoding="utf-8")
+    for page in BENCH_PAGES:
+        path = ROOT / page
+        path.write_text(render_bench(path.read_text(encoding="utf-8")), encoding="utf-8")

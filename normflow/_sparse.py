@@ -28,7 +28,9 @@ every row move every step, and the step ``m̂/(√v̂+ε)`` of an absent row is 
 recursion), ``sgdp``/``adamp`` (the radial projection of the momentum depends on the row's
 current direction) and ``lion`` (``sign(m)`` of an absent row is constant while ``m`` decays, so
 a closed form exists, but only until ``m`` underflows to 0 in the dense run; not implemented).
-A learning-rate schedule is not supported here, nor a network, nor ``devices``.
+A learning-rate schedule is not supported here, nor a network, nor ``devices``. A sweep
+(``nf.sweep(..., sparse=True)``) runs this step under ``vmap`` over its configs, with the scale
+folded at fixed step counts (:func:`renorm_interval`) instead of on each config's own scale.
 
 The record is the dense engine's: at a recorded step every row is brought up to date, so
 ``norms``, ``radial``, ``angular`` and ``update_sq`` are measured on the full table exactly
@@ -46,6 +48,7 @@ from typing import Callable, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .measure import split_update
@@ -54,7 +57,7 @@ from .optimizers import Hyper, is_schedule, is_transformation
 from .tasks import Batch
 
 __all__ = ["SPARSE_OPTIMIZERS", "SparseOptState", "check_sparse_args", "init_sparse_state", "run_sparse_chunk",
-           "matrix_power_rows"]
+           "matrix_power_rows", "renorm_interval"]
 
 SPARSE_OPTIMIZERS: tuple[str, ...] = ("gd", "sgd", "sgd_l2", "sgdm", "sgdmw", "lazy_adam", "lazy_adamw")
 """The named optimizers with an exact sparse step (see the module docstring)."""
@@ -196,7 +199,23 @@ def _sync(state, optimizer: str, hyper: Hyper, k):
     return eqx.tree_at(lambda s: (s.params, s.opt_state), state, (_set_weight(state.params, x), opt))
 
 
-def sparse_step(state, k, batch: Batch, *, optimizer: str, hyper: Hyper, task, static, loss_fn: Callable):
+def renorm_interval(optimizer: str, lr, weight_decay) -> int | None:
+    """A fixed fold interval for a grid of configs (``nf.sweep(..., sparse=True)``): the most
+    steps after which the global scale of every config is still ``≥ 2⁻⁵⁰``, or None where the
+    scale never moves (no decay, or a momentum optimizer, whose lazy form has no scale).
+
+    Under ``vmap`` the data-dependent fold (``lax.cond`` on each config's own scale) would
+    become a select that computes the ``O(N·d)`` fold every step; a fold at fixed step counts
+    is a real branch for every config at once. Folding earlier only changes rounding.
+    """
+    if optimizer not in _SCALED or optimizer == "lazy_adam":
+        return None
+    rate = float(np.max(-np.log1p(-np.asarray(lr, np.float64) * np.asarray(weight_decay, np.float64))))
+    return None if rate <= 0 else max(1, int(50 * np.log(2) / rate))
+
+
+def sparse_step(state, k, batch: Batch, *, optimizer: str, hyper: Hyper, task, static, loss_fn: Callable,
+                renorm_every: int | None = None):
     """One step with index ``k`` (0-based) on ``batch``, touching only the batch's rows.
 
     **Arguments:**
@@ -206,6 +225,8 @@ def sparse_step(state, k, batch: Batch, *, optimizer: str, hyper: Hyper, task, s
     - ``batch``: the minibatch.
     - ``optimizer``, ``hyper``: one of :data:`SPARSE_OPTIMIZERS` and its hyperparameters.
     - ``task``, ``static``, ``loss_fn``: the loss, as the dense engine's.
+    - ``renorm_every``: None (fold the scale when it falls below ``2⁻⁵⁰``) or fold after every
+      ``renorm_every``-th step (see :func:`renorm_interval`; for a ``vmap`` over configs).
 
     **Returns:**
 
@@ -276,7 +297,8 @@ def sparse_step(state, k, batch: Batch, *, optimizer: str, hyper: Hyper, task, s
         jnp.where(first_bad, concept, state.bad_concept),
     )
     if optimizer in _SCALED:
-        new = jax.lax.cond(new.opt_state.scale < _RENORM, lambda s: _sync(s, optimizer, hyper, k + 1), lambda s: s, new)
+        fold = new.opt_state.scale < _RENORM if renorm_every is None else (k + 1) % renorm_every == 0
+        new = jax.lax.cond(fold, lambda s: _sync(s, optimizer, hyper, k + 1), lambda s: s, new)
     return new, loss
 
 
@@ -294,8 +316,10 @@ def run_sparse_chunk(
     batch_size: int,
     loss_fn: Callable,
     fixed_batch: Batch | None,
+    renorm_every: int | None = None,
 ):
-    """The sparse counterpart of :func:`normflow.train.run_chunk` (same arguments and records).
+    """The sparse counterpart of :func:`normflow.train.run_chunk` (same arguments and records;
+    ``renorm_every`` as for :func:`sparse_step`).
 
     For each entry c: ``n_plain[c]`` sparse steps, then (if active) the step ``record_at[c]``
     on the full, up-to-date table, measured as the dense engine measures it; after it every
@@ -310,7 +334,7 @@ def run_sparse_chunk(
 
     def step(st, k):
         return sparse_step(st, k, batch_of(k), optimizer=optimizer, hyper=hyper, task=task, static=static,
-                           loss_fn=loss_fn)
+                           loss_fn=loss_fn, renorm_every=renorm_every)
 
     def body(st, xs):
         k_rec, n, act = xs

@@ -141,6 +141,33 @@ def add_measure_args(p: argparse.ArgumentParser, *, window: float | None, se_bat
                    help=f"minibatches for {what} (default {se_batches[0]}; --quick: {se_batches[1]})")
 
 
+def add_sgd_adamw_args(p: argparse.ArgumentParser, *, adamw_weight_decay: float, adamw: str = "AdamW",
+                       adamw_decay_help: str = "", b2: bool = False) -> None:
+    """The flags of a sim that runs SGD+decay beside AdamW: ``--sgd-lr``, ``--sgd-weight-decay``
+    (the library defaults), ``--adamw-lr``, ``--adamw-weight-decay`` (default
+    ``adamw_weight_decay``), ``--b1`` (and ``--b2`` with ``b2``) and ``--init-norm``; ``adamw``
+    names the Adam-family runs the AdamW flags set, in the help."""
+    from .defaults import DEFAULTS
+
+    p.add_argument("--sgd-lr", type=float, default=DEFAULTS["sgd"][0], help="SGD η")
+    p.add_argument("--sgd-weight-decay", type=float, default=DEFAULTS["sgd"][1], help="SGD λ")
+    p.add_argument("--adamw-lr", type=float, default=DEFAULTS["adamw"][0], help=f"{adamw} η")
+    p.add_argument("--adamw-weight-decay", type=float, default=adamw_weight_decay,
+                   help=f"{adamw} λ{adamw_decay_help}")
+    p.add_argument("--b1", type=float, default=0.9, help=f"β1 ({adamw})")
+    if b2:
+        p.add_argument("--b2", type=float, default=0.999, help=f"β2 ({adamw})")
+    p.add_argument("--init-norm", type=float, default=1.0, help="initial norm of every row")
+
+
+def add_sized_args(p: argparse.ArgumentParser, full: dict, quick: dict, flags: list[tuple[str, type, str]]) -> None:
+    """Flags whose default depends on ``--quick``: ``(name, type, help)`` each, default None (filled
+    from ``full`` or ``quick`` by :func:`parse_args`'s ``sizes``), both values in the help."""
+    for name, typ, helptext in flags:
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
+                       help=f"{helptext} (default {full[name]}, --quick {quick[name]})")
+
+
 def resolve_quick(args: argparse.Namespace, **sizes: tuple[Any, Any]) -> None:
     """Fills each flag left at None with its full or ``--quick`` value: ``name=(full, quick)``."""
     for name, (full, quick) in sizes.items():
@@ -421,6 +448,20 @@ def _jsonable(x):
 def atomic_write_json(path: Path, obj: dict) -> None:
     """JSON (NaN → null, ±inf → "inf"/"-inf", arrays → lists) written atomically."""
     atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def label_axes(ax, *, xlabel: str, ylabel: str, title: str, log: str = "", legend: bool = True) -> None:
+    """A panel's log scales (``log`` holds ``"x"`` and/or ``"y"``), axis labels, small title and
+    legend, in the sims' one style."""
+    if "x" in log:
+        ax.set_xscale("log")
+    if "y" in log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if legend:
+        ax.legend(fontsize=7)
 
 
 def atomic_savefig(fig, path: Path, dpi: int = 120) -> None:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ._sparse import check_sparse_args, renorm_interval
 from .losses import get_loss
 from .optimizers import Hyper, WarmupCosine, check_optimizer_args, check_schedule, is_schedule
 from .train import default_model, full_batch_of, simulate
@@ -166,6 +167,7 @@ def sweep(
     loss="info_nce",
     n_full: int = 512,
     devices=None,
+    sparse: bool = False,
 ) -> Trajectory:
     """Train a grid of configurations of one optimizer as one compiled, sharded program.
 
@@ -180,6 +182,10 @@ def sweep(
         seeds: int or 1-D ints; config c uses ``jax.random.key(seeds[c])``. Or
         keys: one key, or an array of C keys (config c is ``train(..., key=keys[c])``).
         devices: the devices of the ``"configs"`` mesh (default ``jax.devices()``, all of them).
+        sparse: each config runs the sparse engine (as ``train(..., sparse=True)``; a step costs
+            ``O(B·d)``, not ``O(N·d)``). The global decay scale is folded at fixed step counts
+            shared by the grid (:func:`normflow._sparse.renorm_interval`), so a row equals
+            ``train(..., sparse=True)`` up to rounding, not bit for bit.
 
     Returns:
         A :class:`~normflow.trajectory.Trajectory` whose every array has a leading config axis
@@ -201,6 +207,12 @@ def sweep(
         sched = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in sched.items()}
     for c in range(n):
         check_optimizer_args(optimizer, float(hp["lr"][c]), float(hp["weight_decay"][c]), steps, batch_size)
+    renorm_every = None
+    if sparse:
+        if sched is not None:
+            raise ValueError("sparse=True does not take a learning-rate schedule (use sparse=False)")
+        check_sparse_args(optimizer, default_model(task, jax.random.key(0)) if model is None else model, 1.0, None)
+        renorm_every = renorm_interval(optimizer, hp["lr"], hp["weight_decay"])
     key_data, impl = _key_data(n, seeds, keys)
     s = normalize_save_steps(save_steps, steps)
     loss_fn = get_loss(loss)
@@ -234,7 +246,8 @@ def sweep(
                                                  for f in _SCHEDULE_FIELDS)))
     kd = put(key_data)
     out = _run(task_g, model_g, hyper, kd, impl=impl, optimizer=optimizer, steps=int(steps), save_steps=tuple(int(x) for x in s),
-               batch_size=int(batch_size), loss_fn=loss_fn, n_full=int(n_full), mesh=mesh)
+               batch_size=int(batch_size), loss_fn=loss_fn, n_full=int(n_full), mesh=mesh, sparse=bool(sparse),
+               renorm_every=renorm_every)
     if padded > n:
         # A length-C axis cannot be split evenly over the devices: drop the padding and
         # return the (small) record replicated on every device.
@@ -251,7 +264,8 @@ def _unpad(out, *, n, replicated):
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
-def _run(task, model, hyper, key_data, *, impl, optimizer, steps, save_steps, batch_size, loss_fn, n_full, mesh):
+def _run(task, model, hyper, key_data, *, impl, optimizer, steps, save_steps, batch_size, loss_fn, n_full, mesh,
+         sparse, renorm_every):
     s = np.asarray(save_steps)
     sharding = NamedSharding(mesh, P(AXIS))
 
@@ -261,7 +275,7 @@ def _run(task, model, hyper, key_data, *, impl, optimizer, steps, save_steps, ba
         m = default_model(task, k_model) if model is None else model
         fixed = full_batch_of(task, k_data, n_full) if optimizer == "gd" else None
         return simulate(m, task, optimizer, hyper, k_data, steps=steps, save_steps=s, batch_size=batch_size,
-                        loss_fn=loss_fn, fixed_batch=fixed)
+                        loss_fn=loss_fn, fixed_batch=fixed, sparse=sparse, renorm_every=renorm_every)
 
     out = eqx.filter_vmap(one)(hyper, key_data)  # non-array leaves (activations) pass through
     return jax.tree_util.tree_map(

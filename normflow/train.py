@@ -208,22 +208,29 @@ def simulate(
     batch_size: int,
     loss_fn: Callable,
     fixed_batch: Batch | None = None,
+    sparse: bool = False,
+    renorm_every: int | None = None,
 ) -> Trajectory:
     """Pure core of :func:`train` (jit- and vmap-able over ``model``, ``hyper`` and ``key``).
 
     ``save_steps`` must already be normalised (sorted, starting at 0, ending at ``steps``).
+    ``sparse``: the sparse engine's step (:mod:`normflow._sparse`, ``renorm_every`` as for
+    :func:`normflow._sparse.sparse_step`) instead of the dense one.
     """
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = init_state(model, optimizer, hyper)
+    state = init_sparse_state(params, optimizer) if sparse else init_state(model, optimizer, hyper)
     s = np.asarray(save_steps)
     record_at = jnp.asarray(s[1:] - 1, jnp.int32)
     n_plain = jnp.asarray(np.diff(s) - 1, jnp.int32)
     active = jnp.ones(len(s) - 1, bool)
     x0 = model.concept_embeddings()
-    state, (norms, rad, ang, usq, loss) = run_chunk(
-        state, record_at, n_plain, active, static=static, task=task, optimizer=optimizer, hyper=hyper,
-        data_key=key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed_batch,
-    )
+    kw = dict(static=static, task=task, optimizer=optimizer, hyper=hyper, data_key=key, batch_size=batch_size,
+              loss_fn=loss_fn, fixed_batch=fixed_batch)
+    if sparse:
+        state, (norms, rad, ang, usq, loss) = run_sparse_chunk(state, record_at, n_plain, active,
+                                                               renorm_every=renorm_every, **kw)
+    else:
+        state, (norms, rad, ang, usq, loss) = run_chunk(state, record_at, n_plain, active, **kw)
     return _assemble(s, hyper.lr, x0, norms, rad, ang, usq, loss, state, static)
 
 

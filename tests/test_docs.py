@@ -105,3 +105,19 @@ def test_real_model_tables_are_rendered_from_the_committed_results():
     for name in mod.REAL_EXPERIMENTS:
         r = json.loads((mod.REAL / f"{name}.json").read_text(encoding="utf-8"))
         assert r["status"] == "ok" and r["config"]["seed"] == 0 and r["config"]["quick"] is False, name
+
+
+def test_benchmark_tables_are_rendered_from_the_committed_results():
+    """docs/benchmarks.md's scaling table is docs/make_tables.py's rendering of
+    docs/results/benchmarks/scale.json (a full run of benchmarks/run.py --only scale)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_tables", ROOT / "docs" / "make_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for page in mod.BENCH_PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        assert mod.render_bench(text) == text, f"{page}: benchmark table is stale: run python docs/make_tables.py"
+        assert all(mod._bench_markers(n)[0] in text for n in mod.BENCH_TABLES)
+    details = json.loads(mod.SCALE.read_text(encoding="utf-8"))["details"]
+    assert details["quick"] is False and {r["concepts"] for r in details["scale"]["rows"]} >= {1024, 131072}

@@ -1,8 +1,10 @@
 """Sweep engine: one compiled vmap over configs == separate train() runs; no recompile when only
-the values change; the config axis really is sharded over devices (4 forced CPU devices)."""
+the values change; the config axis really is sharded over devices (4 forced CPU devices), and
+over processes (two processes joined by ``jax.distributed.initialize`` on the loopback address)."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -147,6 +149,73 @@ def test_four_device_run_equals_one_device_and_is_sharded(small_task, four_devic
         # Observed bit-identical; asserted to the float64 tolerance ATOL.
         np.testing.assert_allclose(four[f], np.asarray(getattr(one, f)), rtol=0, atol=ATOL, err_msg=f)
     np.testing.assert_allclose(four["six"], np.asarray(one.norms)[:6], rtol=0, atol=ATOL)
+
+
+_TWO_PROCESSES = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jax.distributed.initialize(coordinator_address="127.0.0.1:{port}", num_processes=2, process_id={pid},
+                               initialization_timeout=120)
+    import jax.numpy as jnp, numpy as np, normflow as nf
+    sys.path.insert(0, {tests!r})
+    from test_sweep import _grid, _sweep
+    assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
+    task = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0), dtype=jnp.float64)
+    arrays, _ = _grid()
+    run = _sweep(task, arrays)  # 16 configs on a 4-device mesh that spans both processes
+    six = _sweep(task, {{k: v[:6] for k, v in arrays.items()}})  # padded to 8, returned replicated
+    out = dict(six=np.asarray(six.norms.addressable_shards[0].data))
+    for f in ("norms", "radial", "loss", "update_sq"):
+        for s in getattr(run, f).addressable_shards:  # this process's slices of the global array
+            out[f"{{f}}:{{s.index[0].start}}"] = np.asarray(s.data)
+    np.savez({out!r}, **out)
+    jax.distributed.shutdown()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_process_run(tmp_path_factory):
+    """Start two processes (2 CPU devices each) that form one JAX cluster through a coordinator on
+    the loopback address, at the start of this module so that they overlap the other tests."""
+    d = tmp_path_factory.mktemp("sweep2p")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2 " + SUITE_XLA_FLAGS, JAX_PLATFORMS="cpu")
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        code = _TWO_PROCESSES.format(port=port, pid=pid, tests=os.path.dirname(__file__), out=str(d / f"p{pid}.npz"))
+        procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    yield procs, d
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_two_process_sweep_equals_one_process_run(small_task, two_process_run):
+    procs, d = two_process_run
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+    parts = [np.load(d / f"p{pid}.npz") for pid in range(2)]
+    arrays, _ = _grid()
+    one = _sweep(small_task, arrays)  # this process alone, one device
+    for f in ("norms", "radial", "loss", "update_sq"):
+        shards = {int(k.split(":")[1]): p[k] for p in parts for k in p.files if k.startswith(f + ":")}
+        assert sorted(shards) == [0, 4, 8, 12]  # each of the 4 devices, in 2 processes, holds 4 configs
+        joined = np.concatenate([shards[i] for i in sorted(shards)])
+        np.testing.assert_allclose(joined, np.asarray(getattr(one, f)), rtol=0, atol=ATOL, err_msg=f)
+    for p in parts:  # the padded grid comes back whole and the same in both processes
+        np.testing.assert_allclose(p["six"], np.asarray(one.norms)[:6], rtol=0, atol=ATOL)
 
 
 def test_sweep_network_model_with_static_parts():

@@ -61,7 +61,7 @@ def test_flat_task_takes_given_weights():
 def test_lazy_adamw_closed_form_limits():
     # F_lazy → 1 when ηλ/p ≪ 1-β₁: ⟨R²⟩ → η²dp/(1-α²) (8.6a)
     lr, wd, d = 1e-2, 0.05, 32
-    r2 = V.lazy_adamw_r2(lr, wd, d, np.array([0.5]), 0.9)
+    r2 = np.asarray(nf.theory.lazy_adamw_r2(lr, wd, d, np.array([0.5]), 0.9))
     al = 1 - lr * wd
     assert r2[0] == pytest.approx(lr**2 * d * 0.5 / (1 - al**2), rel=0.01)
 

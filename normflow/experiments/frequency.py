@@ -48,13 +48,8 @@ def build_parser():
                    help="per-concept context spread scale, uniform in [LO, HI] (narrow: frequency is the variable)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 16000; --quick: 3000)")
     p.add_argument("--batch-size", type=int, default=8, help="minibatch size (small, so that p spans decades)")
-    p.add_argument("--adamw-lr", type=float, default=DEFAULTS["adamw"][0], help="AdamW η")
-    p.add_argument("--adamw-weight-decay", type=float, default=2 * DEFAULTS["adamw"][1],
-                   help="AdamW λ (twice the library default: ~10 relaxation times 1/(2ηλ) before the window)")
-    p.add_argument("--sgd-lr", type=float, default=DEFAULTS["sgd"][0], help="SGD η")
-    p.add_argument("--sgd-weight-decay", type=float, default=DEFAULTS["sgd"][1], help="SGD λ")
-    p.add_argument("--b1", type=float, default=0.9, help="AdamW β1")
-    p.add_argument("--init-norm", type=float, default=1.0, help="initial norm of every row")
+    cli.add_sgd_adamw_args(p, adamw_weight_decay=2 * DEFAULTS["adamw"][1], adamw_decay_help=(
+        " (twice the library default: ~10 relaxation times 1/(2ηλ) before the window)"))
     p.add_argument("--bins", type=int, default=None, help="log-spaced p bins (default 16; --quick: 10)")
     cli.add_measure_args(p, window=0.4, se_batches=(4096, 1024), what="SGD's source energy at the end")
     return p
@@ -347,12 +342,9 @@ def main(argv=None):
     ax2.axhline(0.5, color="gray", lw=0.8)
     ax2.axhline(0.25, color="gray", lw=0.8)
     ax2.axhline(0.0, color="gray", lw=0.8)
-    ax2.set_xscale("log")
     ax2.set_ylim(-1.0, 1.2)  # SGD's rare bins (far outside docs/theory.md §11's regime) swing beyond this
-    ax2.set_xlabel("p (between neighbouring bins)")
-    ax2.set_ylabel("local slope d log|x| / d log p")
-    ax2.set_title("local slopes (dashed: theory §8.2 for AdamW, §6 for SGD; y clipped)", fontsize=9)
-    ax2.legend(fontsize=7)
+    cli.label_axes(ax2, xlabel="p (between neighbouring bins)", ylabel="local slope d log|x| / d log p", log="x",
+                   title="local slopes (dashed: theory §8.2 for AdamW, §6 for SGD; y clipped)")
     fig.tight_layout()
     out.savefig(fig)
 

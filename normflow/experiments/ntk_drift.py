@@ -39,13 +39,11 @@ H_REL = 1e-2  # finite-difference half-step h = H_REL · t (float32 rounding ~ e
 
 def build_parser():
     p = cli.make_parser("ntk_drift.py", __doc__.splitlines()[1])
-    for name, typ, helptext in [("num_concepts", int, "concepts of the flat task"),
-                                ("hidden", int, "network: table width and MLP hidden width"),
-                                ("n_samples", int, "size of the fixed full batch"),
-                                ("t1", float, "flow time t1 (t = η·steps)"),
-                                ("evals", int, "log-spaced times where dR/dt is measured by finite differences")]:
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=f"{helptext} (default {FULL[name]}, --quick {QUICK[name]})")
+    cli.add_sized_args(p, FULL, QUICK, [("num_concepts", int, "concepts of the flat task"),
+                                        ("hidden", int, "network: table width and MLP hidden width"),
+                                        ("n_samples", int, "size of the fixed full batch"),
+                                        ("t1", float, "flow time t1 (t = η·steps)"),
+                                        ("evals", int, "log-spaced times where dR/dt is measured by finite differences")])
     p.add_argument("--dim", type=int, default=16, help="embedding dimension")
     p.add_argument("--rtol", type=float, default=1e-6, help="Diffrax PID controller rtol")
     p.add_argument("--atol", type=float, default=1e-8, help="Diffrax PID controller atol")

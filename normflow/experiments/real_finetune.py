@@ -46,13 +46,11 @@ ADAMW = {"lr": 1e-3, "weight_decay": 0.1}
 
 def build_parser():
     p = cli.make_parser("real_finetune.py", __doc__.splitlines()[1])
-    for name, typ, helptext in [("steps", int, "fine-tuning steps per optimizer"),
-                                ("batch_size", int, "pairs per batch"),
-                                ("stat_batches", int, "batches for the source statistics before the runs"),
-                                ("max_pairs", int, "WordNet (gloss, lemma) pairs sampled from"),
-                                ("record_every", int, "record every row's norm every this many steps")]:
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=f"{helptext} (default {FULL[name]}, --quick {QUICK[name]})")
+    cli.add_sized_args(p, FULL, QUICK, [("steps", int, "fine-tuning steps per optimizer"),
+                                        ("batch_size", int, "pairs per batch"),
+                                        ("stat_batches", int, "batches for the source statistics before the runs"),
+                                        ("max_pairs", int, "WordNet (gloss, lemma) pairs sampled from"),
+                                        ("record_every", int, "record every row's norm every this many steps")])
     p.add_argument("--min-sightings", type=int, default=5,
                    help="compare rows seen in at least this many statistics batches (their p is measured)")
     p.add_argument("--optimizers", default="sgd,adamw", help="comma-separated, from sgd and adamw")

@@ -54,7 +54,6 @@ TOP = 100  # "the most frequent words"
 
 
 def build_parser():
-    from normflow.defaults import DEFAULTS
     from normflow.optimizers import EXTRA
 
     p = cli.make_parser("vocabulary.py", "Norm against measured word frequency at vocabulary scale (30,000 words) "
@@ -63,14 +62,8 @@ def build_parser():
     p.add_argument("--dim", type=int, default=32, help="embedding dimension (>= 2)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 8000; --quick: 600)")
     p.add_argument("--batch-size", type=int, default=512, help="tokens per step")
-    p.add_argument("--sgd-lr", type=float, default=DEFAULTS["sgd"][0], help="SGD η")
-    p.add_argument("--sgd-weight-decay", type=float, default=DEFAULTS["sgd"][1], help="SGD λ")
-    p.add_argument("--adamw-lr", type=float, default=DEFAULTS["adamw"][0], help="AdamW and lazy AdamW η")
-    p.add_argument("--adamw-weight-decay", type=float, default=EXTRA["lazy_adamw"].weight_decay,
-                   help="AdamW and lazy AdamW λ")
-    p.add_argument("--b1", type=float, default=0.9, help="β1 (AdamW, lazy AdamW)")
-    p.add_argument("--b2", type=float, default=0.999, help="β2 (AdamW, lazy AdamW)")
-    p.add_argument("--init-norm", type=float, default=1.0, help="initial norm of every row")
+    cli.add_sgd_adamw_args(p, adamw_weight_decay=EXTRA["lazy_adamw"].weight_decay, adamw="AdamW and lazy AdamW",
+                           b2=True)
     p.add_argument("--bins", type=int, default=None, help="log-spaced p bins (default 20; --quick: 8)")
     cli.add_measure_args(p, window=0.3, se_batches=(128, 16), what="the source statistics at the end")
     return p
@@ -96,22 +89,6 @@ def presence(weights: np.ndarray, batch_size: int) -> np.ndarray:
     """
     w = np.asarray(weights, np.float64)
     return -np.expm1(batch_size * np.log1p(-w))
-
-
-def lazy_adamw_r2(lr: float, weight_decay: float, dim: int, p, b1: float) -> np.ndarray:
-    """docs/theory.md §8.6 (8.6): ``⟨R²⟩ = η²dp/(1−α²)·F_lazy``, ``F_lazy = (1−β₁)(1+β₁a)/((1+β₁)(1−β₁a))``,
-    ``a = pα/(1−(1−p)α)``, ``α = 1−ηλ``.
-
-    **Arguments:** `lr`, `weight_decay` (η, λ); `dim` (d); `p` (array of presence probabilities);
-    `b1` (β₁).
-
-    **Returns:** float64 array like ``p``: the time-averaged squared norm.
-    """
-    p = np.asarray(p, np.float64)
-    al = 1.0 - lr * weight_decay
-    a = p * al / (1.0 - (1.0 - p) * al)
-    f = (1 - b1) * (1 + b1 * a) / ((1 + b1) * (1 - b1 * a))
-    return lr**2 * dim * p / (1 - al**2) * f
 
 
 def bin_index(p: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -159,6 +136,7 @@ def _run(args, out):
     import normflow as nf
     from normflow.real import vocabulary_frequencies
     from normflow.real._probe import spearman_test, two_branch_curve, two_branch_fit
+    from normflow.theory import lazy_adamw_r2
 
     t_start = time.time()
     timings = {}
@@ -227,7 +205,8 @@ def _run(args, out):
         w2b = np.where(seen, s2 / np.maximum(cnt, 1), np.nan)
         rb = np.sqrt([np.mean(r2[idx == b]) for b in occupied])
         if name == "lazy_adamw":
-            thb = np.sqrt([np.mean(lazy_adamw_r2(lr, wd, d, pf[idx == b], args.b1)) for b in occupied])
+            law = np.asarray(lazy_adamw_r2(lr, wd, d, pf, args.b1), np.float64)
+            thb = np.sqrt([np.mean(law[idx == b]) for b in occupied])
             formula = "⟨R²⟩ = η²dp/(1−α²)·F_lazy, F_lazy = (1−β₁)(1+β₁a)/((1+β₁)(1−β₁a)), a = pα/(1−(1−p)α)  (docs/theory.md §8.6)"
         else:
             k = np.flatnonzero(seen)
@@ -310,18 +289,10 @@ def _run(args, out):
     real_curve = two_branch_curve(real_fit, xx)
     ax2.plot(xx, real_curve / real_curve.max(), "k-", lw=2.5,
              label=f"all-MiniLM-L6-v2 token rows (two-branch fit, ρ = {real_rho:.2f})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("wordfreq frequency of the word")
-    ax.set_ylabel("embedding norm |x|")
-    ax.set_title(f"{n} words, batch {args.batch_size}, {T} steps: measured (solid) and formula (dashed)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("wordfreq frequency of the word")
-    ax2.set_ylabel("norm / its largest value (shape only)")
-    ax2.set_title("shape beside the real model's measured token-norm curve", fontsize=9)
-    ax2.legend(fontsize=7)
+    cli.label_axes(ax, xlabel="wordfreq frequency of the word", ylabel="embedding norm |x|", log="xy",
+                   title=f"{n} words, batch {args.batch_size}, {T} steps: measured (solid) and formula (dashed)")
+    cli.label_axes(ax2, xlabel="wordfreq frequency of the word", ylabel="norm / its largest value (shape only)",
+                   log="xy", title="shape beside the real model's measured token-norm curve")
     fig.tight_layout()
     out.savefig(fig)
 

@@ -12,7 +12,7 @@ source energy per sighting, ``pw2 = p·W²`` per step. Time is ``t = η·k`` for
 
 Modules (private, re-exported here): ``_core`` (§2–§9: identity, flows, SGD, momentum, the
 frequent-concept AdamW equilibrium, drift balance), ``_adam`` (§8: Adam without decay, Adam+L2,
-AdamP), ``_adamw`` (§8: AdamW at any frequency and finite ηλ), ``_lion`` (§12), ``_momentum``
+AdamP), ``_adamw`` (§8: AdamW at any frequency and finite ηλ; §8.6 lazy AdamW), ``_lion`` (§12), ``_momentum``
 (§7: heavy ball, coupled, decoupled and projected), ``_schedule`` (§13: per-step learning rates), ``_predict``
 (§15: optimizer → formula).
 """

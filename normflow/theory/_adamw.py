@@ -1,4 +1,4 @@
-"""AdamW at finite ηλ and at any frequency p (docs/theory.md §8.1–§8.2).
+"""AdamW at finite ηλ and at any frequency p (docs/theory.md §8.1–§8.2), and lazy AdamW (§8.6).
 
 Notation: ``α = 1-ηλ`` the per-step decay, ``β₁, β₂`` Adam's moments, ``d`` the dimension, ``p``
 the probability that the concept's row gets a gradient in a step. Everything rests on one exact
@@ -37,6 +37,7 @@ __all__ = [
     "adamw_scale_variance",
     "adamw_tailed_r2",
     "adamw_tailed_update_sq",
+    "lazy_adamw_r2",
 ]
 
 
@@ -510,3 +511,29 @@ def predict_adamw(ctx: Context) -> Prediction:
                       "exact discounted-displacement sum; gap memory of v; finite ηλ; restoring mean part",
                       norms, True, rms_window(theta, window(ctx, True)),
                       {"eta_lambda": el, "mean_fraction": float(np.mean(fm))})
+
+
+# ----------------------------------------------------------------------------- §8.6 lazy AdamW
+
+
+@jax.jit
+def lazy_adamw_r2(lr: FloatLike, weight_decay: FloatLike, dim: FloatLike, p: FloatLike,
+                  b1: FloatLike) -> Float[Array, "..."]:
+    """Lazy AdamW's time-averaged ``⟨R²⟩`` (docs/theory.md §8.6, (8.6)): a row's moments move only
+    at its sightings, every row decays every step.
+
+    ``⟨R²⟩ = η²dp/(1−α²) · F_lazy``, ``F_lazy = (1−β₁)(1+β₁a)/((1+β₁)(1−β₁a))``,
+    ``a = pα/(1−(1−p)α)`` (the discount of the gap to the next sighting), ``α = 1−ηλ``. Assumes
+    ``v`` constant over its memory (``ηλ ≪ p(1−β₂)``) and a row past its first ~``1/(1−β₂)``
+    sightings; ``R ∝ √p`` at every frequency.
+
+    **Arguments:** ``lr``, ``weight_decay`` (η, λ); ``dim`` (d); ``p`` (presence probability per
+    step); ``b1`` (β₁). Broadcast elementwise.
+
+    **Returns:** the time-averaged squared norm, shaped like the broadcast arguments.
+    """
+    dtype = jnp.result_type(lr, weight_decay, dim, p, b1, float)
+    lr, wd, dim, p, b1 = (jnp.asarray(z, dtype) for z in (lr, weight_decay, dim, p, b1))
+    al = 1.0 - lr * wd
+    a = p * al / (1.0 - (1.0 - p) * al)
+    return lr**2 * dim * p / (1 - al**2) * (1 - b1) * (1 + b1 * a) / ((1 + b1) * (1 - b1 * a))
