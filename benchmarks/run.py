@@ -34,20 +34,22 @@ numbers, faster CPU code).
    a fixed horizon vs fixed-step classic RK4 with the fewest steps that reach the same final
    accuracy against a tight reference (Tsit5 at rtol 1e-8; the task is float32); ``ode_vs_rk4`` = RK4 wall time / adaptive
    wall time (> 1: adaptive is faster at equal accuracy).
-4. scale (``--only scale``; not in the default set, it takes ~10 minutes on 2 CPU cores):
+4. scale (``--only scale``; not in the default set, it takes ~17 minutes on 2 CPU cores):
    µs per step against the table's size, FlatTask(N concepts, dim 64, 4 leaves per concept),
    batch 256, float32, at N = 1,024 / 8,192 / 32,768 / 131,072 and at MiniLM's 30,522 x 384, for
    ``sgd``, ``sgdm``, ``adamw`` and ``lazy_adamw``, each through the dense engine (the step as it
    was before the sparse engine) and, for the three that have one, the sparse engine
    (``nf.train(..., sparse=True)``). µs/step is the marginal cost, (time of 2n steps - time of n
    steps)/n of one compiled program, so a call's fixed costs (initialisation, the record, the
-   assembly) cancel. Dense AdamW's bytes moved per step (8 passes over the table: parameters,
-   both moments read and written, the dense gradient written and read) ÷ its step time is
-   reported as a fraction of the memory bandwidth measured in the same run (``x ← 0.999·x + 1``
-   over a 256 MiB float32 array in a compiled loop: 2 passes each). And the sparse sweep at 131,072 concepts
-   (``nf.sweep(..., sparse=True)``): its peak resident memory at a few config counts, each in a
-   fresh process, the per-config slope, the largest sweep that fits in 24 GiB by that slope, and
-   the throughput (config-steps/s) of the largest one run.
+   assembly) cancel. The sparse ratio 131,072 : 1,024 is measured again with the two sizes timed
+   in alternation (best of 5 rounds), which this VM's jumps of speed affect alike. Dense AdamW's
+   bytes moved per step (8 passes over the table: parameters, both moments read and written, the
+   dense gradient written and read) ÷ its step time, with and without the divergence guard
+   (``nf.train(..., guard=False)``), as a fraction of the memory bandwidth measured in the same
+   run (``x ← 0.999·x + 1`` over a 256 MiB float32 array in a compiled loop: 2 passes each). And
+   the sparse sweep at 131,072 concepts (``nf.sweep(..., sparse=True)``): its peak resident
+   memory at a few config counts, each in a fresh process, the per-config slope, the largest
+   sweep that fits in 24 GiB by that slope, and the throughput (config-steps/s) of each one run.
 """
 
 from __future__ import annotations
@@ -430,17 +432,35 @@ SCALE_OPTS = {"sgd": dict(lr=0.5, weight_decay=1e-3), "sgdm": dict(lr=0.05, weig
 SCALE_BATCH = 256
 
 
-def per_step_us(task, opt: str, sparse: bool, steps: int, repeats: int) -> float:
+def per_step_us(task, opt: str, sparse: bool, steps: int, repeats: int, **kw) -> float:
     """Marginal µs per step: (best time of 2·steps - best time of steps) / steps, each the best of
     ``repeats`` calls after a first (compiling) one, with the record only at the end."""
 
     def timed(n):
         run = lambda: block(nf.train(task, opt, steps=n, key=jax.random.key(0), batch_size=SCALE_BATCH,
-                                     save_steps=[n], sparse=sparse, **SCALE_OPTS[opt]).norms)
+                                     save_steps=[n], sparse=sparse, **SCALE_OPTS[opt], **kw).norms)
         run()
         return best_time(run, repeats)
 
     return 1e6 * (timed(2 * steps) - timed(steps)) / steps
+
+
+def interleaved_ratio(opt: str, sizes, steps: int, rounds: int) -> dict:
+    """The sparse step's µs at the largest over the smallest size, measured in alternation: each
+    round times both sizes (n and 2n steps each), and each figure is the best over the rounds,
+    so a change of the machine's speed during the run falls on both sizes alike."""
+    tasks = [nf.FlatTask(n, d, key=jax.random.key(1), leaves_per_concept=4, dtype=jnp.float32) for n, d in sizes]
+    runs = {(i, m): (lambda t=t, m=m: block(nf.train(t, opt, steps=m, key=jax.random.key(0), batch_size=SCALE_BATCH,
+                                                          save_steps=[m], sparse=True, **SCALE_OPTS[opt]).norms))
+            for i, t in enumerate(tasks) for m in (steps, 2 * steps)}
+    for run in runs.values():
+        run()  # compile
+    best = {k: float("inf") for k in runs}
+    for _ in range(rounds):
+        for k, run in runs.items():
+            best[k] = min(best[k], best_time(run, 1))
+    us = [1e6 * (best[(i, 2 * steps)] - best[(i, steps)]) / steps for i in range(len(sizes))]
+    return dict(sizes=[list(nd) for nd in sizes], us=us, ratio=us[-1] / us[0])
 
 
 def memory_bandwidth(quick: bool) -> float:
@@ -497,26 +517,33 @@ def bench_scale(quick: bool) -> dict:
         big = n * d > 2**20
         for opt in SCALE_OPTS:
             row = dict(concepts=n, dim=d, optimizer=opt)
-            row["dense_us"] = per_step_us(task, opt, False, (20 if quick else 100) if big else (200 if quick else 2000),
-                                          1 if big else 2)
+            dense_steps, dense_repeats = (20 if quick else 100) if big else (200 if quick else 2000), 1 if big else 2
+            row["dense_us"] = per_step_us(task, opt, False, dense_steps, dense_repeats)
             if opt != "adamw":  # cheap, and this VM's speed jumps between two states: best of 5
                 row["sparse_us"] = per_step_us(task, opt, True, 200 if quick else 1000, 2 if quick else 5)
-            else:
+            else:  # also without the divergence guard (nf.train(..., guard=False))
+                row["dense_unguarded_us"] = per_step_us(task, opt, False, dense_steps, dense_repeats, guard=False)
                 row["bytes_per_step"] = 8 * n * d * 4
                 row["fraction_of_bandwidth"] = row["bytes_per_step"] / (row["dense_us"] * 1e-6) / bw
+                row["fraction_of_bandwidth_unguarded"] = row["bytes_per_step"] / (row["dense_unguarded_us"] * 1e-6) / bw
             rows.append(row)
             extra = (f"sparse {row['sparse_us']:9.1f} µs" if "sparse_us" in row
-                     else f"{100 * row['fraction_of_bandwidth']:.0f} % of bandwidth")
+                     else f"{100 * row['fraction_of_bandwidth']:.0f} % of bandwidth; guard=False "
+                          f"{row['dense_unguarded_us']:.1f} µs, {100 * row['fraction_of_bandwidth_unguarded']:.0f} %")
             log(f"[scale] {n:>7} x {d:<3} {opt:>10}: dense {row['dense_us']:9.1f} µs, {extra}")
     at = {(r["concepts"], r["dim"], r["optimizer"]): r for r in rows}
     base, top = sizes[0], (131072, 64) if not quick else sizes[1]
-    ratios = {}
+    ratios, interleaved = {}, {}
     for opt in SCALE_OPTS:
         f = "dense_us" if opt == "adamw" else "sparse_us"
         ratios[opt] = at[(*top, opt)][f] / at[(*base, opt)][f]
-        log(f"[scale] {opt}: step at {top[0]:,} concepts / at {base[0]:,} = {ratios[opt]:.2f}x")
-    return dict(bandwidth_bytes_per_s=bw, rows=rows, ratio_largest_vs_smallest=ratios, largest=list(top),
-                sweep=sweep_memory(quick))
+        if opt != "adamw":
+            interleaved[opt] = interleaved_ratio(opt, (base, top), 200 if quick else 1000, 2 if quick else 5)
+            ratios[opt] = interleaved[opt]["ratio"]
+        log(f"[scale] {opt}: step at {top[0]:,} concepts / at {base[0]:,} = {ratios[opt]:.2f}x"
+            + (" (sparse, the two sizes timed in alternation)" if opt in interleaved else " (dense)"))
+    return dict(bandwidth_bytes_per_s=bw, rows=rows, ratio_largest_vs_smallest=ratios, interleaved=interleaved,
+                largest=list(top), sweep=sweep_memory(quick))
 
 
 # --------------------------------------------------------------------------- main
@@ -565,8 +592,9 @@ def main(argv=None):
         sc = bench_scale(args.quick)
         res["scale"] = sc
         keys.update({f"scale_{o}_ratio": r for o, r in sc["ratio_largest_vs_smallest"].items()})
-        keys["scale_adamw_fraction_of_bandwidth"] = max(r.get("fraction_of_bandwidth", 0) for r in sc["rows"]
-                                                         if r["concepts"] * r["dim"] >= 2**23)
+        big = [r for r in sc["rows"] if r["concepts"] * r["dim"] >= 2**23 and r["optimizer"] == "adamw"]
+        keys["scale_adamw_fraction_of_bandwidth"] = max(r["fraction_of_bandwidth"] for r in big)
+        keys["scale_adamw_unguarded_fraction_of_bandwidth"] = max(r["fraction_of_bandwidth_unguarded"] for r in big)
         keys["scale_sweep_configs_in_24_gib"] = sc["sweep"]["configs_in_24_gib"]
     res["total_s"] = time.perf_counter() - t0
     log(f"[total] {res['total_s']:.1f} s")

@@ -371,18 +371,21 @@ def scale_table() -> str:
     at = {(r["concepts"], r["dim"], r["optimizer"]): r for r in sc["rows"]}
     sizes = sorted({(r["concepts"], r["dim"]) for r in sc["rows"]}, key=lambda nd: (nd[1], nd[0]))
     rows = ["| concepts × dim | sgd dense / sparse | sgdm dense / sparse | adamw dense (of bandwidth) | "
-            "lazy adamw dense / sparse |", "| --- | --- | --- | --- | --- |"]
+            "adamw dense, `guard=False` | lazy adamw dense / sparse |", "| --- | --- | --- | --- | --- | --- |"]
     for n, d in sizes:
         cell = lambda o: f"{at[(n, d, o)]['dense_us']:,.0f} / **{at[(n, d, o)]['sparse_us']:,.0f}**"  # noqa: E731
         aw = at[(n, d, "adamw")]
         rows.append(f"| {n:,} × {d} | {cell('sgd')} | {cell('sgdm')} | {aw['dense_us']:,.0f} "
-                    f"({100 * aw['fraction_of_bandwidth']:.0f} %) | {cell('lazy_adamw')} |")
+                    f"({100 * aw['fraction_of_bandwidth']:.0f} %) | {aw['dense_unguarded_us']:,.0f} "
+                    f"({100 * aw['fraction_of_bandwidth_unguarded']:.0f} %) | {cell('lazy_adamw')} |")
     base, top = (1024, 64), tuple(sc["largest"])
     ratio = lambda o, f: at[(*top, o)][f] / at[(*base, o)][f]  # noqa: E731
-    rows.append(f"| **{top[0]:,} ÷ {base[0]:,}** | {ratio('sgd', 'dense_us'):.1f}× / **{ratio('sgd', 'sparse_us'):.2f}×** | "
-                f"{ratio('sgdm', 'dense_us'):.1f}× / **{ratio('sgdm', 'sparse_us'):.2f}×** | "
-                f"{ratio('adamw', 'dense_us'):.1f}× | {ratio('lazy_adamw', 'dense_us'):.1f}× / "
-                f"**{ratio('lazy_adamw', 'sparse_us'):.2f}×** |")
+    # the sparse ratios: both sizes timed in alternation (benchmarks/run.py interleaved_ratio)
+    alt = lambda o: sc["interleaved"][o]["ratio"]  # noqa: E731
+    rows.append(f"| **{top[0]:,} ÷ {base[0]:,}** | {ratio('sgd', 'dense_us'):.1f}× / **{alt('sgd'):.2f}×** | "
+                f"{ratio('sgdm', 'dense_us'):.1f}× / **{alt('sgdm'):.2f}×** | "
+                f"{ratio('adamw', 'dense_us'):.1f}× | {ratio('adamw', 'dense_unguarded_us'):.1f}× | "
+                f"{ratio('lazy_adamw', 'dense_us'):.1f}× / **{alt('lazy_adamw'):.2f}×** |")
     sw = sc["sweep"]
     runs = ", ".join(f"{r['configs']} configs {r['peak_rss_gib']:.2f} GiB ({r['config_steps_per_s']:,.0f} config-steps/s)"
                      for r in sw["runs"])

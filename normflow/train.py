@@ -113,13 +113,17 @@ def run_chunk(
     loss_fn: Callable,
     fixed_batch: Batch | None,
     batch_sharding=None,
+    guard: bool = True,
 ):
     """Advance ``state`` through a chunk of recorded steps (pure; jit/vmap-able).
 
     For each entry c: run ``n_plain[c]`` plain steps, then the step with index
     ``record_at[c]`` while measuring docs/theory.md §2's terms. Inactive entries (padding) do nothing.
     ``batch_sharding``: None, or a ``NamedSharding`` that splits each minibatch over devices
-    (data parallel; see the module docstring).
+    (data parallel; see the module docstring). ``guard``: a step whose loss or parameters are not
+    finite is not applied (the state stays the last finite one); without it the step is applied
+    all the same (it is still found and named), which saves the passes over the whole state that
+    keeping the old one costs (see :func:`train`).
     Returns the new state and per-entry records ``(norms, radial, angular, update_sq, loss)``.
     """
     opt = make_optimizer(optimizer, hyper)
@@ -149,8 +153,8 @@ def run_chunk(
 
         concept = jax.lax.cond(first_bad, which_concept, lambda: jnp.array(-1, jnp.int32))
         new = TrainState(
-            _tree_select(keep, new_params, st.params),
-            _tree_select(keep, new_opt, st.opt_state),
+            _tree_select(keep, new_params, st.params) if guard else new_params,
+            _tree_select(keep, new_opt, st.opt_state) if guard else new_opt,
             jnp.where(first_bad, k.astype(jnp.int32), st.bad_step),
             jnp.where(first_bad, concept, st.bad_concept),
         )
@@ -292,6 +296,7 @@ def train(
     chunks: int | Sequence[int] | np.ndarray = 1,
     devices=None,
     sparse: bool = False,
+    guard: bool = True,
 ) -> Trajectory:
     """Train ``model`` (default: the free table) on ``task`` with a named optimizer.
 
@@ -336,6 +341,14 @@ def train(
             ``lazy_adam``, ``lazy_adamw``), a constant ``lr``, the free table and one device;
             the others (dense Adam's moments move every row every step) raise a ``ValueError``.
             ``opt_state`` is then a :class:`normflow._sparse.SparseOptState`.
+        guard: a step whose loss or parameters are not finite is not applied, so
+            the run's state and record stay those of its last finite step (default). With
+            ``guard=False`` the step is applied anyway: the diverged step and concept are still
+            found and named, but the state and the later records are not finite. The guard has
+            to keep the old state until the new one is checked, which costs extra passes over
+            the table and moments every step: without it a dense AdamW step at 131,072 × 64 takes
+            about half the time (docs/benchmarks.md, Scale). The sparse engine always guards (it
+            keeps only the touched rows, at no cost), whatever this flag says.
 
     Returns:
         A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``
@@ -367,7 +380,7 @@ def train(
         fn = _compiled_sparse_chunk(optimizer, batch_size, loss_fn)
     else:
         state = _init_state_compiled(model, optimizer, hyper)
-        fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding)
+        fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding, bool(guard))
     # Split the recorded steps into chunks, each padded to the longest (padding keeps one compile).
     m = len(s) - 1
     bounds = _chunk_bounds(chunks, s)
@@ -438,12 +451,12 @@ def _batch_sharding(devices, batch: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding=None):
+def _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding=None, guard=True):
     @eqx.filter_jit
     def fn(state, rec, npl, act, static, task, hyper, data_key, fixed):
         return run_chunk(state, rec, npl, act, static=static, task=task, optimizer=optimizer, hyper=hyper,
                          data_key=data_key, batch_size=batch_size, loss_fn=loss_fn, fixed_batch=fixed,
-                         batch_sharding=batch_sharding)
+                         batch_sharding=batch_sharding, guard=guard)
 
     return fn
 

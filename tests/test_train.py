@@ -156,3 +156,20 @@ def test_registry_is_the_one_place_per_optimizer():
     assert all(DEFAULTS[n] == (o.lr, o.weight_decay) for n, o in REGISTRY.items())
     assert [n for n, o in REGISTRY.items() if not o.decay] == ["adam"]
     assert [n for n, o in REGISTRY.items() if o.full_batch] == ["gd"]
+
+
+def test_unguarded_run_is_the_guarded_run_and_still_names_divergence(small_task):
+    """guard=False (no per-step keep-the-old-state select): the same trajectory bit for bit when
+    nothing diverges; at a divergence the same step and concept are named, and the state is then
+    not finite (it is not frozen)."""
+    kw = dict(lr=1e-2, weight_decay=0.1, steps=120, key=jax.random.key(3), batch_size=16, save_steps=8)
+    a = nf.train(small_task, "adamw", **kw)
+    b = nf.train(small_task, "adamw", guard=False, **kw)
+    for f in ("norms", "radial", "angular", "update_sq", "loss"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, f)), np.asarray(getattr(b, f)), err_msg=f)
+    task32 = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0))
+    bad = dict(lr=1e30, steps=50, key=jax.random.key(1), batch_size=16)
+    g, u = nf.train(task32, "sgd", **bad), nf.train(task32, "sgd", guard=False, **bad)
+    assert int(u.diverged_step) == int(g.diverged_step) >= 0
+    assert int(u.diverged_concept) == int(g.diverged_concept)
+    assert np.all(np.isfinite(np.asarray(g.norms))) and not np.all(np.isfinite(np.asarray(u.norms)))
