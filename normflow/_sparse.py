@@ -199,23 +199,25 @@ def _sync(state, optimizer: str, hyper: Hyper, k):
     return eqx.tree_at(lambda s: (s.params, s.opt_state), state, (_set_weight(state.params, x), opt))
 
 
-def renorm_interval(optimizer: str, lr, weight_decay) -> int | None:
+def renorm_interval(optimizer: str, lr, weight_decay) -> int:
     """A fixed fold interval for a grid of configs (``nf.sweep(..., sparse=True)``): the most
-    steps after which the global scale of every config is still ``≥ 2⁻⁵⁰``, or None where the
-    scale never moves (no decay, or a momentum optimizer, whose lazy form has no scale).
+    steps after which the global scale of every config is still ``≥ 2⁻⁵⁰``, or ``2³¹−1`` (never)
+    where the scale never moves (no decay, or a momentum optimizer, whose lazy form has no scale).
+    The sweep passes it traced, so a new grid does not recompile.
 
     Under ``vmap`` the data-dependent fold (``lax.cond`` on each config's own scale) would
     become a select that computes the ``O(N·d)`` fold every step; a fold at fixed step counts
     is a real branch for every config at once. Folding earlier only changes rounding.
     """
+    never = 2**31 - 1
     if optimizer not in _SCALED or optimizer == "lazy_adam":
-        return None
+        return never
     rate = float(np.max(-np.log1p(-np.asarray(lr, np.float64) * np.asarray(weight_decay, np.float64))))
-    return None if rate <= 0 else max(1, int(50 * np.log(2) / rate))
+    return never if rate <= 0 else max(1, min(never, int(50 * np.log(2) / rate)))
 
 
 def sparse_step(state, k, batch: Batch, *, optimizer: str, hyper: Hyper, task, static, loss_fn: Callable,
-                renorm_every: int | None = None):
+                renorm_every=None):
     """One step with index ``k`` (0-based) on ``batch``, touching only the batch's rows.
 
     **Arguments:**
@@ -225,8 +227,9 @@ def sparse_step(state, k, batch: Batch, *, optimizer: str, hyper: Hyper, task, s
     - ``batch``: the minibatch.
     - ``optimizer``, ``hyper``: one of :data:`SPARSE_OPTIMIZERS` and its hyperparameters.
     - ``task``, ``static``, ``loss_fn``: the loss, as the dense engine's.
-    - ``renorm_every``: None (fold the scale when it falls below ``2⁻⁵⁰``) or fold after every
-      ``renorm_every``-th step (see :func:`renorm_interval`; for a ``vmap`` over configs).
+    - ``renorm_every``: None (fold the scale when it falls below ``2⁻⁵⁰``) or an int (or a 0-d
+      int array, traced) : fold after every ``renorm_every``-th step (see :func:`renorm_interval`;
+      for a ``vmap`` over configs, where it must not be batched).
 
     **Returns:**
 
@@ -316,7 +319,7 @@ def run_sparse_chunk(
     batch_size: int,
     loss_fn: Callable,
     fixed_batch: Batch | None,
-    renorm_every: int | None = None,
+    renorm_every=None,
 ):
     """The sparse counterpart of :func:`normflow.train.run_chunk` (same arguments and records;
     ``renorm_every`` as for :func:`sparse_step`).

@@ -211,8 +211,11 @@ def sweep(
     if sparse:
         if sched is not None:
             raise ValueError("sparse=True does not take a learning-rate schedule (use sparse=False)")
-        check_sparse_args(optimizer, default_model(task, jax.random.key(0)) if model is None else model, 1.0, None)
-        renorm_every = renorm_interval(optimizer, hp["lr"], hp["weight_decay"])
+        # the model's type only: eval_shape builds no table
+        check_sparse_args(optimizer, jax.eval_shape(lambda: default_model(task, jax.random.key(0))) if model is None
+                          else model, 1.0, None)
+        # traced (a new grid does not recompile), replicated, and not batched by the config vmap
+        renorm_every = np.asarray(renorm_interval(optimizer, hp["lr"], hp["weight_decay"]), np.int32)
     key_data, impl = _key_data(n, seeds, keys)
     s = normalize_save_steps(save_steps, steps)
     loss_fn = get_loss(loss)
@@ -245,6 +248,8 @@ def sweep(
         hyper = hyper._replace(lr=WarmupCosine(*(put(np.asarray(sched[f"lr.{f}"], dtype=dtype))
                                                  for f in _SCHEDULE_FIELDS)))
     kd = put(key_data)
+    if renorm_every is not None:
+        renorm_every = put_replicated(renorm_every)
     out = _run(task_g, model_g, hyper, kd, impl=impl, optimizer=optimizer, steps=int(steps), save_steps=tuple(int(x) for x in s),
                batch_size=int(batch_size), loss_fn=loss_fn, n_full=int(n_full), mesh=mesh, sparse=bool(sparse),
                renorm_every=renorm_every)

@@ -213,7 +213,7 @@ def simulate(
     loss_fn: Callable,
     fixed_batch: Batch | None = None,
     sparse: bool = False,
-    renorm_every: int | None = None,
+    renorm_every=None,
 ) -> Trajectory:
     """Pure core of :func:`train` (jit- and vmap-able over ``model``, ``hyper`` and ``key``).
 

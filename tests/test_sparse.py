@@ -193,3 +193,16 @@ def test_sparse_sweep_rows_are_the_dense_runs(zipf_task, opt, wd):
 def test_sparse_sweep_refuses_what_the_sparse_engine_cannot_run(zipf_task):
     with pytest.raises(ValueError, match="adamw has no exact sparse step"):
         nf.sweep(zipf_task, "adamw", lr=[1e-2, 2e-2], seeds=0, steps=5, batch_size=4, sparse=True)
+
+
+def test_sparse_sweep_does_not_recompile_for_a_new_grid(zipf_task):
+    """The fold interval is a traced value: a grid with other decays (another interval) reuses the
+    compiled program, and its rows differ."""
+    from normflow.sweep import trace_count
+
+    kw = dict(lr=np.array([0.5, 0.5]), seeds=[1, 2], steps=50, batch_size=16, save_steps=[50], sparse=True)
+    a = nf.sweep(zipf_task, "sgd", weight_decay=np.array([1e-3, 0.2]), **kw)
+    n = trace_count()
+    b = nf.sweep(zipf_task, "sgd", weight_decay=np.array([1e-2, 0.05]), **kw)
+    assert trace_count() == n, "a new grid of the same size must not retrace the sparse sweep"
+    assert not np.array_equal(np.asarray(a.norms), np.asarray(b.norms))
