@@ -432,13 +432,18 @@ SCALE_OPTS = {"sgd": dict(lr=0.5, weight_decay=1e-3), "sgdm": dict(lr=0.05, weig
 SCALE_BATCH = 256
 
 
+def _scale_run(task, opt: str, n: int, sparse: bool, **kw):
+    """A call of ``n`` steps of ``opt`` on ``task`` that blocks until done (record at the end only)."""
+    return lambda: block(nf.train(task, opt, steps=n, key=jax.random.key(0), batch_size=SCALE_BATCH, save_steps=[n],
+                                  sparse=sparse, **SCALE_OPTS[opt], **kw).norms)
+
+
 def per_step_us(task, opt: str, sparse: bool, steps: int, repeats: int, **kw) -> float:
     """Marginal µs per step: (best time of 2·steps - best time of steps) / steps, each the best of
     ``repeats`` calls after a first (compiling) one, with the record only at the end."""
 
     def timed(n):
-        run = lambda: block(nf.train(task, opt, steps=n, key=jax.random.key(0), batch_size=SCALE_BATCH,
-                                     save_steps=[n], sparse=sparse, **SCALE_OPTS[opt], **kw).norms)
+        run = _scale_run(task, opt, n, sparse, **kw)
         run()
         return best_time(run, repeats)
 
@@ -450,9 +455,7 @@ def interleaved_ratio(opt: str, sizes, steps: int, rounds: int) -> dict:
     round times both sizes (n and 2n steps each), and each figure is the best over the rounds,
     so a change of the machine's speed during the run falls on both sizes alike."""
     tasks = [nf.FlatTask(n, d, key=jax.random.key(1), leaves_per_concept=4, dtype=jnp.float32) for n, d in sizes]
-    runs = {(i, m): (lambda t=t, m=m: block(nf.train(t, opt, steps=m, key=jax.random.key(0), batch_size=SCALE_BATCH,
-                                                          save_steps=[m], sparse=True, **SCALE_OPTS[opt]).norms))
-            for i, t in enumerate(tasks) for m in (steps, 2 * steps)}
+    runs = {(i, m): _scale_run(t, opt, m, True) for i, t in enumerate(tasks) for m in (steps, 2 * steps)}
     for run in runs.values():
         run()  # compile
     best = {k: float("inf") for k in runs}
