@@ -42,7 +42,8 @@ numbers, faster CPU code).
    (``nf.train(..., sparse=True)``). µs/step is the marginal cost, (time of 2n steps - time of n
    steps)/n of one compiled program, so a call's fixed costs (initialisation, the record, the
    assembly) cancel. The sparse ratio 131,072 : 1,024 is measured again with the two sizes timed
-   in alternation (best of 5 rounds), which this VM's jumps of speed affect alike. Dense AdamW's
+   in alternation, the ratio taken within each of 7 rounds (the median and the range are
+   reported), so that this VM's jumps of speed between rounds cancel. Dense AdamW's
    bytes moved per step (8 passes over the table: parameters, both moments read and written, the
    dense gradient written and read) ÷ its step time, with and without the divergence guard
    (``nf.train(..., guard=False)``), as a fraction of the memory bandwidth measured in the same
@@ -452,18 +453,23 @@ def per_step_us(task, opt: str, sparse: bool, steps: int, repeats: int, **kw) ->
 
 def interleaved_ratio(opt: str, sizes, steps: int, rounds: int) -> dict:
     """The sparse step's µs at the largest over the smallest size, measured in alternation: each
-    round times both sizes (n and 2n steps each), and each figure is the best over the rounds,
-    so a change of the machine's speed during the run falls on both sizes alike."""
+    round times both sizes (n and 2n steps each, the marginal (t(2n) - t(n))/n per step) within
+    seconds of each other, and the ratio is taken *within* each round, so a change of the
+    machine's speed between rounds (this VM's jumps between states) cancels. Reported: the median
+    of the rounds' ratios and their range, and each size's best marginal µs over the rounds."""
     tasks = [nf.FlatTask(n, d, key=jax.random.key(1), leaves_per_concept=4, dtype=jnp.float32) for n, d in sizes]
     runs = {(i, m): _scale_run(t, opt, m, True) for i, t in enumerate(tasks) for m in (steps, 2 * steps)}
     for run in runs.values():
         run()  # compile
-    best = {k: float("inf") for k in runs}
+    per_round = []
     for _ in range(rounds):
-        for k, run in runs.items():
-            best[k] = min(best[k], best_time(run, 1))
-    us = [1e6 * (best[(i, 2 * steps)] - best[(i, steps)]) / steps for i in range(len(sizes))]
-    return dict(sizes=[list(nd) for nd in sizes], us=us, ratio=us[-1] / us[0])
+        t = {k: best_time(run, 1) for k, run in runs.items()}
+        per_round.append([1e6 * (t[(i, 2 * steps)] - t[(i, steps)]) / steps for i in range(len(sizes))])
+    us = np.asarray(per_round)
+    ratios = us[:, -1] / us[:, 0]
+    return dict(sizes=[list(nd) for nd in sizes], us=[float(u) for u in us.min(axis=0)],
+                round_ratios=[float(r) for r in ratios], ratio=float(np.median(ratios)),
+                ratio_range=[float(ratios.min()), float(ratios.max())])
 
 
 def memory_bandwidth(quick: bool) -> float:
@@ -541,10 +547,12 @@ def bench_scale(quick: bool) -> dict:
         f = "dense_us" if opt == "adamw" else "sparse_us"
         ratios[opt] = at[(*top, opt)][f] / at[(*base, opt)][f]
         if opt != "adamw":
-            interleaved[opt] = interleaved_ratio(opt, (base, top), 200 if quick else 1000, 2 if quick else 5)
+            interleaved[opt] = interleaved_ratio(opt, (base, top), 200 if quick else 1000, 3 if quick else 7)
             ratios[opt] = interleaved[opt]["ratio"]
+        lo_hi = interleaved[opt]["ratio_range"] if opt in interleaved else None
         log(f"[scale] {opt}: step at {top[0]:,} concepts / at {base[0]:,} = {ratios[opt]:.2f}x"
-            + (" (sparse, the two sizes timed in alternation)" if opt in interleaved else " (dense)"))
+            + (f" (sparse, median of {len(interleaved[opt]['round_ratios'])} rounds timing both sizes in alternation,"
+               f" range {lo_hi[0]:.2f}-{lo_hi[1]:.2f}x)" if lo_hi else " (dense)"))
     return dict(bandwidth_bytes_per_s=bw, rows=rows, ratio_largest_vs_smallest=ratios, interleaved=interleaved,
                 largest=list(top), sweep=sweep_memory(quick))
 

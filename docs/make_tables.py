@@ -381,11 +381,15 @@ def scale_table() -> str:
     base, top = (1024, 64), tuple(sc["largest"])
     ratio = lambda o, f: at[(*top, o)][f] / at[(*base, o)][f]  # noqa: E731
     # the sparse ratios: both sizes timed in alternation (benchmarks/run.py interleaved_ratio)
-    alt = lambda o: sc["interleaved"][o]["ratio"]  # noqa: E731
-    rows.append(f"| **{top[0]:,} ÷ {base[0]:,}** | {ratio('sgd', 'dense_us'):.1f}× / **{alt('sgd'):.2f}×** | "
-                f"{ratio('sgdm', 'dense_us'):.1f}× / **{alt('sgdm'):.2f}×** | "
+    # (the median of the rounds' ratios, and their range)
+    def alt(o):
+        iv = sc["interleaved"][o]
+        return f"**{iv['ratio']:.2f}×** ({iv['ratio_range'][0]:.2f}–{iv['ratio_range'][1]:.2f})"
+
+    rows.append(f"| **{top[0]:,} ÷ {base[0]:,}** | {ratio('sgd', 'dense_us'):.1f}× / {alt('sgd')} | "
+                f"{ratio('sgdm', 'dense_us'):.1f}× / {alt('sgdm')} | "
                 f"{ratio('adamw', 'dense_us'):.1f}× | {ratio('adamw', 'dense_unguarded_us'):.1f}× | "
-                f"{ratio('lazy_adamw', 'dense_us'):.1f}× / **{alt('lazy_adamw'):.2f}×** |")
+                f"{ratio('lazy_adamw', 'dense_us'):.1f}× / {alt('lazy_adamw')} |")
     sw = sc["sweep"]
     runs = ", ".join(f"{r['configs']} configs {r['peak_rss_gib']:.2f} GiB ({r['config_steps_per_s']:,.0f} config-steps/s)"
                      for r in sw["runs"])

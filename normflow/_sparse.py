@@ -330,6 +330,7 @@ def run_sparse_chunk(
     chunks holds the true table. Returns the new state and ``(norms, radial, angular,
     update_sq, loss)`` per entry.
     """
+    task = task.prepared()  # the sampler's table once per chunk, not once per step
     lr, wd = hyper.lr, hyper.weight_decay
 
     def batch_of(k):

@@ -18,6 +18,7 @@ import functools
 import math
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -79,6 +80,12 @@ class AbstractTask(eqx.Module):
         convention, the same set for ``gd`` in ``train``/``sweep`` and for the flows."""
         return self.sample(jax.random.fold_in(data_key, FULL_BATCH_FOLD), n_samples)
 
+    def prepared(self) -> "AbstractTask":
+        """This task with whatever its ``sample`` can compute once per run computed; the
+        engines call it once per compiled chunk, outside their step loop, and it must not
+        change a draw. The default: the task itself."""
+        return self
+
 
 def _normalize(v: Float[Array, "... d"]) -> Float[Array, "... d"]:
     return v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True))
@@ -93,24 +100,71 @@ def zipf_weights(n: int, exponent: float, dtype=jnp.float32) -> Float[Array, " n
     return jnp.asarray(w / w.sum(), dtype=dtype)
 
 
+# the search tree's fan-out: at most this many comparisons per query and level
+_FAN_OUT = 32
+
+
+def _search_levels(cdf: Float[Array, " N"]) -> tuple[Float[Array, "nodes m"], ...]:
+    """The levels of an ``m``-ary search tree over a non-decreasing ``cdf``, padded with
+    ``inf`` to ``m^L`` entries (``L = ceil(log2(N)/5)`` levels, ``m = ceil(N^(1/L)) <= 32``).
+
+    Level ``j`` (0 = root) has ``m^j`` nodes of ``m`` keys: the last entries of the ``m``
+    sub-blocks of ``m^(L-1-j)`` entries below the node; the last level holds ``cdf`` itself.
+    """
+    n = cdf.shape[0]
+    depth = max(1, -(-max(n - 1, 1).bit_length() // 5))  # ceil(log2(n) / 5)
+    m = 2
+    while m**depth < n:
+        m += 1
+    padded = jnp.concatenate([cdf, jnp.full((m**depth - n,), jnp.inf, cdf.dtype)])
+    return tuple(padded.reshape(m ** (j + 1), -1)[:, -1].reshape(-1, m) for j in range(depth))
+
+
+def _count_in_levels(levels: tuple[Float[Array, "nodes m"], ...], u: Float[Array, " B"]) -> Int[Array, " B"]:
+    """:func:`_count_at_most` on a cdf already laid out by :func:`_search_levels`."""
+    idx = jnp.zeros(u.shape, jnp.int32)
+    for j, keys in enumerate(levels):
+        m = keys.shape[1]
+        # sub-blocks at or below u (one is, iff its last entry is); the next one holds the first
+        # entry above u, unless all are at or below u (then the clamp descends into the last)
+        c = jnp.sum(keys[idx] <= u[:, None], axis=1).astype(jnp.int32)
+        idx = idx * m + (jnp.minimum(c, m - 1) if j < len(levels) - 1 else c)
+    return idx
+
+
 def _count_at_most(cdf: Float[Array, " N"], u: Float[Array, " B"]) -> Int[Array, " B"]:
     """``#{i : cdf_i <= u_b}`` for a non-decreasing ``cdf``: ``searchsorted(cdf, u, side="right")``,
     exactly (a count of the same comparisons, so the same integers).
 
-    Two levels of about ``sqrt(N)`` comparisons per query instead of a binary search: the last
-    entries of blocks of ``m ≈ sqrt(N)`` say how many whole blocks lie at or below ``u``, then
-    one block is counted. That is two fused kernels, where ``jnp.searchsorted``'s binary search
-    is a loop of ``log2 N`` rounds of small kernels: on a GPU each round is a kernel launch.
+    A search tree of fan-out ``m <= 32`` (:func:`_search_levels`): at each of its
+    ``L = ceil(log2(N)/5)`` levels one node's ``m`` keys are compared with ``u`` in one fused,
+    vectorised kernel, ``L·m`` comparisons per query in all (80 at 131,072 entries). A binary
+    search is ``log2 N`` rounds of one dependent gather each (a loop of small kernels, each a
+    launch on a GPU); two levels of ``sqrt(N)`` keys cost ``2·sqrt(N)`` comparisons
+    (724 at 131,072; 5× slower there on a 2-core CPU, the same at 1,024).
     """
-    n = cdf.shape[0]
-    m = math.isqrt(n - 1) + 1  # block length: ceil(sqrt(n)) for n >= 1
-    nb = -(-n // m)
-    padded = jnp.concatenate([cdf, jnp.full((nb * m - n,), jnp.inf, cdf.dtype)]).reshape(nb, m)
-    # whole blocks at or below u (a block is, iff its last entry is); the next block holds the
-    # first entry above u, unless every entry is at or below u (then the clamp counts the last)
-    whole = jnp.minimum(jnp.sum(padded[:, -1][None, :] <= u[:, None], axis=1), nb - 1)
-    inside = jnp.sum(padded[whole] <= u[:, None], axis=1)
-    return (whole * m + inside).astype(jnp.int32)
+    return _count_in_levels(_search_levels(cdf), u)
+
+
+class SamplingTable(eqx.Module):
+    """What the inverse-CDF sampler computes from ``weights``, computed once: the search tree
+    over the cumulative weights (:func:`_search_levels`), their total, and the last concept of
+    positive weight. Built by :meth:`_Task.prepared`; a function of ``weights`` only.
+
+    The cumulative sum is made non-decreasing by a running maximum: XLA's parallel ``cumsum``
+    can dip by an ulp, and the search assumes order. Where it does not dip (every task of the
+    lab's sims in float32 and float64) the running maximum is the sum itself.
+    """
+
+    levels: tuple[Float[Array, "nodes m"], ...]
+    total: Float[Array, ""]
+    last: Int[Array, ""]
+
+    def __init__(self, weights: Float[Array, " N"]):
+        cdf = jax.lax.cummax(jnp.cumsum(weights))
+        self.levels = _search_levels(cdf)
+        self.total = cdf[-1]
+        self.last = (weights.shape[0] - 1 - jnp.argmax(weights[::-1] > 0)).astype(jnp.int32)
 
 
 class _Task(AbstractTask):
@@ -123,6 +177,9 @@ class _Task(AbstractTask):
     # 0-d arrays (not static), so a changed temperature does not recompile and tasks can be vmapped
     context_noise: Float[Array, ""]
     temperature: Float[Array, ""]
+    # the sampler's once-computed table (:meth:`prepared`); None (as every subclass __init__
+    # sets it): computed at every draw
+    sampling_table: SamplingTable | None
     # (no defaults: every field is set by the subclass __init__)
 
     @property
@@ -145,22 +202,36 @@ class _Task(AbstractTask):
         """``batch_size`` i.i.d. concept ids from ``weights``, by inverse CDF.
 
         One uniform ``u`` per slot, scaled by the total weight; the id is the first ``i`` with
-        ``cdf_i > u`` (``searchsorted(cumsum(weights), u, side="right")``, computed as a count:
-        :func:`_count_at_most`), so a concept of weight 0 is not drawn while the float cumulative
-        sum is non-decreasing (XLA's parallel ``cumsum`` can dip by an ulp; every task of the
-        sims has a sorted float32 cdf). This is the categorical distribution of ``weights`` up
-        to float rounding of the cumulative sum (about 1e-7 absolute per concept in float32), at
-        one uniform per slot and ~2·sqrt(N) comparisons instead of the ``N`` Gumbel draws per
-        slot of ``jax.random.categorical`` (a whole ``sample`` of 256 over 1,024 concepts:
-        0.13 ms instead of 10 ms on a 2-core CPU; see ``benchmarks/run.py``).
+        ``cdf_i > u`` (``searchsorted(cumsum(weights), u, side="right")``, computed by a search
+        tree: :func:`_count_at_most`), so a concept of weight 0 is not drawn (the cdf is made
+        non-decreasing: :class:`SamplingTable`). This is the categorical distribution of
+        ``weights`` up to float rounding of the cumulative sum (about 1e-7 absolute per concept
+        in float32), at one uniform per slot and ``L·m <= 5·log2(N)`` comparisons (80 at
+        131,072 concepts) instead of the ``N`` Gumbel draws per slot of
+        ``jax.random.categorical`` (a whole ``sample`` of 256 over 1,024 concepts: 0.13 ms
+        instead of 10 ms on a 2-core CPU; see ``benchmarks/run.py``). The tree is built from
+        ``weights`` at each call, unless the task was :meth:`prepared`.
         """
-        cdf = jnp.cumsum(self.weights)
-        u = jax.random.uniform(key, (batch_size,), dtype=cdf.dtype) * cdf[-1]
-        ids = _count_at_most(cdf, u)
-        # u < cdf[-1] up to rounding; a u that rounds onto the total picks the last concept
+        table = self.sampling_table if self.sampling_table is not None else SamplingTable(self.weights)
+        u = jax.random.uniform(key, (batch_size,), dtype=table.total.dtype) * table.total
+        ids = _count_in_levels(table.levels, u)
+        # u < total up to rounding; a u that rounds onto the total picks the last concept
         # of positive weight
-        last = self.num_concepts - 1 - jnp.argmax(self.weights[::-1] > 0)
-        return jnp.minimum(ids, last).astype(jnp.int32)
+        return jnp.minimum(ids, table.last).astype(jnp.int32)
+
+    def prepared(self) -> "_Task":
+        """This task with its :class:`SamplingTable` computed, so that a step's
+        :meth:`sample_concepts` reads it instead of summing all ``N`` weights again (the
+        engines call this once per compiled chunk, outside their step loop: at 131,072
+        concepts the sum is most of a sparse step). The draws are the same integers.
+        The table is a function of ``weights`` at the time of the call: a task whose
+        ``weights`` are replaced afterwards (``eqx.tree_at``) must be prepared again."""
+        # a copy with one field set (``eqx.tree_at`` cannot address a field that holds None)
+        new = object.__new__(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(new, f.name, getattr(self, f.name))
+        object.__setattr__(new, "sampling_table", SamplingTable(self.weights))
+        return new
 
     def sample(self, key: PRNGKeyArray, batch_size: int) -> Batch:
         """Draw ``batch_size`` (concept, context) pairs; deterministic given ``key``."""
@@ -236,6 +307,7 @@ class HierarchicalTask(_Task):
         self.depth = jnp.asarray(np.concatenate([np.full(n, lvl) for lvl, n in enumerate(sizes)]), jnp.int32)
         self.context_noise = jnp.asarray(context_noise, dtype)
         self.temperature = jnp.asarray(temperature, dtype)
+        self.sampling_table = None
         self.leaf_centers, self.weights, self.spread = _hierarchy_arrays(
             key, self.leaf_lo, self.leaf_count, depth=depth, branching=branching, dim=dim,
             level_spread=tuple(level_spread), zipf_exponent=zipf_exponent if frequency == "zipf" else None,
@@ -303,6 +375,7 @@ class FlatTask(_Task):
         self.leaf_count = jnp.full((num_concepts,), leaves_per_concept, dtype=jnp.int32)
         self.context_noise = jnp.asarray(context_noise, dtype)
         self.temperature = jnp.asarray(temperature, dtype)
+        self.sampling_table = None
         self.leaf_centers, self.weights, self.spread, self.spread_scale = _flat_arrays(
             key, self.leaf_lo, self.leaf_count, num_concepts=num_concepts, dim=dim,
             spread_range=tuple(float(v) for v in spread_range), leaves_per_concept=leaves_per_concept,

@@ -127,6 +127,7 @@ def run_chunk(
     Returns the new state and per-entry records ``(norms, radial, angular, update_sq, loss)``.
     """
     opt = make_optimizer(optimizer, hyper)
+    task = task.prepared()  # the sampler's table once per chunk, not once per step
     lr, wd = hyper.lr, hyper.weight_decay
 
     def loss_of(params, batch):

@@ -90,15 +90,38 @@ def test_inverse_cdf_sampler_matches_the_weights():
     assert ids0.min() >= 0 and ids0.max() < task.num_concepts
 
 
+def test_a_prepared_task_draws_the_same_integers():
+    """``prepared()`` (the engines' once-per-chunk sampling table) changes no draw: the same
+    ids as the task that builds its table at every draw, jitted and eager, for a Zipf task
+    of 40,000 concepts (a four-level tree) in float32 and a flat one with zero weights; and a
+    task whose weights were replaced draws from the new weights once prepared again."""
+    keys = jax.random.split(jax.random.key(7), 64)
+    w = np.ones(500)
+    w[::3] = 0.0
+    tasks = [nf.FlatTask(40_000, 4, key=jax.random.key(1), frequency="zipf", leaves_per_concept=1),
+             nf.FlatTask(500, 4, key=jax.random.key(2), weights=w, leaves_per_concept=1)]
+    draw = jax.jit(lambda t, k: jax.vmap(lambda kk: t.sample(kk, 512).concepts)(k))
+    for task in tasks:
+        prep = task.prepared()
+        assert prep.sampling_table is not None and task.sampling_table is None
+        want = np.asarray(draw(task, keys))
+        np.testing.assert_array_equal(np.asarray(draw(prep, keys)), want)
+        np.testing.assert_array_equal(np.asarray(prep.sample(keys[0], 512).concepts), want[0])
+        assert len(np.unique(want)) > 100  # not a degenerate draw
+    assert not np.isin(np.asarray(draw(tasks[1].prepared(), keys)), np.flatnonzero(w == 0)).any()
+    only = eqx.tree_at(lambda t: t.weights, tasks[1], jnp.zeros(500).at[7].set(1.0))
+    assert set(np.unique(np.asarray(draw(only.prepared(), keys)))) == {7}
+
+
 # every size in float64 (one block, perfect squares and one past them, a non-square); float32
 # (the same comparisons in another dtype) at two of them: each case is two compiles
-_SIZES = [1, 2, 3, 16, 17, 72, 1000, 1024, 1025]
+_SIZES = [1, 2, 3, 16, 17, 32, 33, 72, 1000, 1024, 1025, 32769]  # 1-4 levels of the search tree
 
 
 @pytest.mark.parametrize("n, dtype", [(n, jnp.float64) for n in _SIZES] + [(17, jnp.float32), (1025, jnp.float32)],
                          ids=[f"float64-{n}" for n in _SIZES] + ["float32-17", "float32-1025"])
 def test_count_at_most_is_searchsorted_right(n, dtype):
-    """The sampler's two-level count gives exactly jnp.searchsorted(cdf, u, side="right"),
+    """The sampler's search tree gives exactly jnp.searchsorted(cdf, u, side="right"),
     including flat stretches of the cdf (zero weights), queries equal to a cdf entry, and
     queries below 0 or at/above the total."""
     from normflow.tasks import _count_at_most
