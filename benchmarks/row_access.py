@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 
-def make_run(n_tables: int, n: int, batch: int, steps: int):
+def make_run(n: int, batch: int, steps: int):
     def step(tables, key):
         ids = jax.random.randint(key, (batch,), 0, n)
         return tuple(t.at[ids].set(t[ids] + 1.0) for t in tables), None
@@ -40,7 +40,7 @@ def main(argv=None):
         for n in a.sizes:
             tables = tuple(jnp.zeros((n, a.dim), jnp.float32) for _ in range(k))
             for steps in (a.steps, 2 * a.steps):
-                run = make_run(k, n, a.batch_size, steps)
+                run = make_run(n, a.batch_size, steps)
                 jax.block_until_ready(run(tables, jax.random.key(0)))  # compile
                 cases[(k, n, steps)] = (run, tables)
     best = dict.fromkeys(cases, float("inf"))

@@ -106,13 +106,15 @@ _FAN_OUT = 32
 
 def _search_levels(cdf: Float[Array, " N"]) -> tuple[Float[Array, "nodes m"], ...]:
     """The levels of an ``m``-ary search tree over a non-decreasing ``cdf``, padded with
-    ``inf`` to ``m^L`` entries (``L = ceil(log2(N)/5)`` levels, ``m = ceil(N^(1/L)) <= 32``).
+    ``inf`` to ``m^L`` entries (``L = ceil(log2(N)/log2(F))`` levels for the fan-out
+    ``F = _FAN_OUT``, and the smallest ``m <= F`` with ``m^L >= N``).
 
     Level ``j`` (0 = root) has ``m^j`` nodes of ``m`` keys: the last entries of the ``m``
     sub-blocks of ``m^(L-1-j)`` entries below the node; the last level holds ``cdf`` itself.
     """
     n = cdf.shape[0]
-    depth = max(1, -(-max(n - 1, 1).bit_length() // 5))  # ceil(log2(n) / 5)
+    bits = _FAN_OUT.bit_length() - 1  # log2 of the fan-out (a power of 2)
+    depth = max(1, -(-max(n - 1, 1).bit_length() // bits))  # ceil(log2(n) / log2(fan-out))
     m = 2
     while m**depth < n:
         m += 1
@@ -138,10 +140,11 @@ def _count_at_most(cdf: Float[Array, " N"], u: Float[Array, " B"]) -> Int[Array,
 
     A search tree of fan-out ``m <= 32`` (:func:`_search_levels`): at each of its
     ``L = ceil(log2(N)/5)`` levels one node's ``m`` keys are compared with ``u`` in one fused,
-    vectorised kernel, ``L·m`` comparisons per query in all (80 at 131,072 entries). A binary
-    search is ``log2 N`` rounds of one dependent gather each (a loop of small kernels, each a
-    launch on a GPU); two levels of ``sqrt(N)`` keys cost ``2·sqrt(N)`` comparisons
-    (724 at 131,072; 5× slower there on a 2-core CPU, the same at 1,024).
+    vectorised kernel, ``L·m`` comparisons per query in all (64 at 1,024 entries, 80 at
+    131,072). A binary search is ``log2 N`` rounds of one dependent gather each (a loop of
+    small kernels, each a launch on a GPU); two levels of ``sqrt(N)`` keys cost ``2·sqrt(N)``
+    comparisons (724 at 131,072: 256 draws with their uniforms took 104 µs there, against
+    22 µs for the tree, on a 2-core CPU).
     """
     return _count_in_levels(_search_levels(cdf), u)
 
@@ -206,8 +209,8 @@ class _Task(AbstractTask):
         tree: :func:`_count_at_most`), so a concept of weight 0 is not drawn (the cdf is made
         non-decreasing: :class:`SamplingTable`). This is the categorical distribution of
         ``weights`` up to float rounding of the cumulative sum (about 1e-7 absolute per concept
-        in float32), at one uniform per slot and ``L·m <= 5·log2(N)`` comparisons (80 at
-        131,072 concepts) instead of the ``N`` Gumbel draws per slot of
+        in float32), at one uniform per slot and ``L·m`` comparisons (64 at 1,024 concepts,
+        80 at 131,072) instead of the ``N`` Gumbel draws per slot of
         ``jax.random.categorical`` (a whole ``sample`` of 256 over 1,024 concepts: 0.13 ms
         instead of 10 ms on a 2-core CPU; see ``benchmarks/run.py``). The tree is built from
         ``weights`` at each call, unless the task was :meth:`prepared`.
