@@ -345,11 +345,14 @@ def train(
         guard: a step whose loss or parameters are not finite is not applied, so
             the run's state and record stay those of its last finite step (default). With
             ``guard=False`` the step is applied anyway: the diverged step and concept are still
-            found and named, but the state and the later records are not finite. The guard has
-            to keep the old state until the new one is checked, which costs extra passes over
-            the table and moments every step: without it a dense AdamW step at 131,072 × 64 takes
-            about half the time (docs/benchmarks.md, Scale). The sparse engine always guards (it
-            keeps only the touched rows, at no cost), whatever this flag says.
+            found and named, but the state and the later records are not finite. Keeping the old
+            state until the new one is checked costs extra passes over the table and moments
+            every step (a dense AdamW step at 131,072 × 64 takes about half again as long), so
+            the guard is lazy: each chunk runs without it, and only a chunk in which a step
+            diverged is run again from its start with it. A run that never diverges thus costs
+            what ``guard=False`` costs, and one that does gets the guarded records bit for bit
+            (docs/benchmarks.md, Scale). The sparse engine always guards (it keeps only the
+            touched rows, at no cost), whatever this flag says.
 
     Returns:
         A :class:`~normflow.trajectory.Trajectory` with ``steps``, ``times = lr·steps``
@@ -381,7 +384,11 @@ def train(
         fn = _compiled_sparse_chunk(optimizer, batch_size, loss_fn)
     else:
         state = _init_state_compiled(model, optimizer, hyper)
-        fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding, bool(guard))
+        # The guard runs lazily: every chunk first runs the program without the per-step select
+        # (guard=False: the same results bit for bit while every step is finite), and only a chunk
+        # that diverged is run again, from the same input state, with the select (guarded_fn).
+        fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding, False)
+        guarded_fn = _compiled_chunk(optimizer, batch_size, loss_fn, batch_sharding, True) if guard else None
     # Split the recorded steps into chunks, each padded to the longest (padding keeps one compile).
     m = len(s) - 1
     bounds = _chunk_bounds(chunks, s)
@@ -396,10 +403,15 @@ def train(
         npl = np.zeros(per, np.int64)
         act = np.zeros(per, bool)
         rec[:n], npl[:n], act[:n] = s[lo + 1:hi + 1] - 1, np.diff(s[lo:hi + 1]) - 1, True
-        state, out = fn(state, jnp.asarray(rec, jnp.int32), jnp.asarray(npl, jnp.int32), jnp.asarray(act),
-                        static, task, hyper, k_data, fixed)
+        args = (jnp.asarray(rec, jnp.int32), jnp.asarray(npl, jnp.int32), jnp.asarray(act), static, task, hyper,
+                k_data, fixed)
+        new_state, out = fn(state, *args)
+        diverged = int(new_state.bad_step) >= 0
+        if diverged and guarded_fn is not None:
+            new_state, out = guarded_fn(state, *args)  # the input state is not donated: rerun it
+        state = new_state
         outs.append(tuple(o[:n] for o in out))
-        if len(bounds) > 2 and int(state.bad_step) >= 0:
+        if len(bounds) > 2 and diverged:
             # diverged: the rest would only repeat the frozen state; mark it NaN and stop
             rest = m - hi
             outs.append(tuple(jnp.full((rest,) + o.shape[1:], jnp.nan, o.dtype) for o in out))

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import normflow as nf
@@ -134,7 +135,6 @@ def test_any_optax_transformation_is_recorded_exactly(small_task):
     """A user's own optax optimizer runs through the same engine: ``optax.sgd(η)`` with the lab's
     units (lr = η) reproduces the named ``sgd`` exactly; with the default units (lr = 1, u = -Δx)
     docs/theory.md §2's identity holds for an optimizer the lab has no name for (optax.lamb)."""
-    import optax
 
     kw = dict(steps=40, key=jax.random.key(6), save_steps=CONSEC, batch_size=16)
     named = nf.train(small_task, "sgd", lr=0.5, **kw)
@@ -173,3 +173,34 @@ def test_unguarded_run_is_the_guarded_run_and_still_names_divergence(small_task)
     assert int(u.diverged_step) == int(g.diverged_step) >= 0
     assert int(u.diverged_concept) == int(g.diverged_concept)
     assert np.all(np.isfinite(np.asarray(g.norms))) and not np.all(np.isfinite(np.asarray(u.norms)))
+
+
+def test_lazy_guard_reruns_the_diverged_chunk_with_the_guarded_program():
+    """The default guard runs each chunk unguarded and reruns only a diverged one with the
+    per-step select: its run is the always-guarded program's (``nf.simulate``, one scan with the
+    select) bit for bit, with one chunk or several (then the records after the diverged chunk
+    are NaN, as before)."""
+    from normflow.optimizers import Hyper
+    from normflow.train import default_model, simulate
+    from normflow.trajectory import normalize_save_steps
+
+    task = nf.HierarchicalTask(depth=2, branching=3, dim=8, key=jax.random.key(0))
+    key = jax.random.key(1)
+    lr = optax.piecewise_constant_schedule(1e-2, {20: 1e32})  # finite for 20 steps, then |x|² overflows
+    bad = dict(lr=lr, steps=50, key=key, batch_size=16, save_steps=10)
+    k_model, k_data = jax.random.split(key)
+    hyper = Hyper(*(jnp.asarray(v, task.dtype) for v in (1.0, 0.0, 0.9, 0.9, 0.999, 1e-8)))._replace(lr=lr)
+    ref = simulate(default_model(task, k_model), task, "sgd", hyper, k_data, steps=50,
+                   save_steps=normalize_save_steps(10, 50), batch_size=16, loss_fn=nf.get_loss("info_nce"))
+    one = nf.train(task, "sgd", **bad)
+    assert int(ref.diverged_step) == 20  # mid-run: the rerun starts from the diverged chunk's own input
+    assert (int(one.diverged_step), int(one.diverged_concept)) == (int(ref.diverged_step), int(ref.diverged_concept))
+    for f in ("norms", "radial", "angular", "update_sq", "loss"):
+        np.testing.assert_array_equal(np.asarray(getattr(one, f)), np.asarray(getattr(ref, f)), err_msg=f)
+    many = nf.train(task, "sgd", chunks=5, **bad)
+    s = np.asarray(many.steps)
+    stop = int(np.searchsorted(s, int(ref.diverged_step), side="right"))  # records up to the diverged chunk
+    assert int(many.diverged_step) == int(ref.diverged_step)
+    n_ok = int(np.argmax(np.isnan(np.asarray(many.norms)[:, 0]))) or len(s)
+    assert n_ok >= stop
+    np.testing.assert_array_equal(np.asarray(many.norms)[:n_ok], np.asarray(ref.norms)[:n_ok])
